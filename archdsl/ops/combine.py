@@ -1,0 +1,55 @@
+"""Ops that join tensors: the nodes behind `residual`, `scale` and `concat`."""
+from __future__ import annotations
+
+from ..errors import ArchError
+from ..ir import TensorShape
+from .base import Op, RowArgs, register
+
+
+@register
+class Add(Op):
+    name, short, title = "add", "add", "Add"
+    doc = "Element-wise sum of two equal shapes (residual connections)."
+    arity = 2
+    elementwise = True
+
+    def configure(self, args: RowArgs) -> dict:
+        a, b = args.in_shapes
+        if a != b:
+            raise ArchError(f"residual branch gives {b}, but its input is {a}", args.op_loc,
+                            "a residual adds x + f(x): f must keep the shape, or give a "
+                            "`shortcut { ... }` that maps x to f's shape, or condition it with if=")
+        return {}
+
+
+@register
+class Mul(Op):
+    name, short, title = "mul", "mul", "Scale"
+    doc = "x · g, with a per-channel gate g (1x1xC) broadcast over the map (squeeze-and-excitation)."
+    arity = 2
+    elementwise = True
+
+    def configure(self, args: RowArgs) -> dict:
+        x, g = args.in_shapes
+        if g != x and not (g.h == 1 and g.w == 1 and g.c == x.c):
+            raise ArchError(f"scale gate gives {g}, but it must be 1x1x{x.c} (or {x}) to multiply {x}",
+                            args.op_loc, "end the scale body with a 1x1 conv back to the input's channels")
+        return {}
+
+
+@register
+class Concat(Op):
+    name, short, title = "concat", "concat", "Concat"
+    doc = "Join branches along channels; every branch keeps the same HxW."
+    arity = None
+
+    def configure(self, args: RowArgs) -> dict:
+        first = args.in_shapes[0]
+        for s in args.in_shapes[1:]:
+            if (s.h, s.w) != (first.h, first.w):
+                raise ArchError("concat branches give different map sizes: "
+                                + ", ".join(str(x) for x in args.in_shapes), args.op_loc)
+        return {}
+
+    def out_shape(self, attrs, ins):
+        return TensorShape(ins[0].h, ins[0].w, sum(s.c for s in ins))

@@ -1,0 +1,98 @@
+"""Convolutions: standard (`conv`) and depthwise (`conv dw`)."""
+from __future__ import annotations
+
+from ..errors import ArchError
+from ..ir import ParamSpec, TensorShape
+from .base import Op, RowArgs, padding_for, register, window_out
+
+
+def _kernel_stride_pads(op: Op, args: RowArgs, kh: int, kw: int) -> dict:
+    stride = args.stride or 1
+    if stride < 1:
+        raise ArchError(f"stride must be at least 1, got {stride}", args.stride_loc)
+    pads = padding_for(args.opt("pad", op.options["pad"]), (kh, kw), (stride, stride),
+                       (args.x.h, args.x.w), args.opt_loc("pad"))
+    out_h = window_out(args.x.h, kh, stride, pads[0], pads[2])
+    out_w = window_out(args.x.w, kw, stride, pads[1], pads[3])
+    if out_h < 1 or out_w < 1:
+        raise ArchError(f"a {kh}x{kw} filter does not fit the {args.x.h}x{args.x.w} input", args.filter_loc,
+                        "use pad=same, a smaller filter or a larger input")
+    return {"kernel": (kh, kw), "stride": (stride, stride), "pads": pads}
+
+
+def _window_shape(attrs: dict, x: TensorShape, channels: int) -> TensorShape:
+    (kh, kw), (sh, sw), (t, l, b, r) = attrs["kernel"], attrs["stride"], attrs["pads"]
+    return TensorShape(window_out(x.h, kh, sh, t, b), window_out(x.w, kw, sw, l, r), channels)
+
+
+@register
+class Conv(Op):
+    name, short, title = "conv", "conv", "Conv"
+    doc = "Standard convolution. Filter KxKxCinxCout; α scales Cout."
+    takes_stride = True
+    filter_form = "KxKxCinxCout (e.g. 3x3x32x64)"
+    options = {"pad": "same", "bias": False, "groups": 1, "width": "scaled"}
+
+    def configure(self, args: RowArgs) -> dict:
+        self.check_options(args)
+        if args.dw:
+            raise ArchError("'conv' with a 'dw' filter", args.op_loc, "a depthwise row is written 'conv dw'")
+        kh, kw, cin, cout = self.need_filter(args, (4,))
+        groups = self.option_number(args, "groups", integer=True, low=1)
+        args.check_declared(2, args.x.c, "input channels",
+                            "the filter's third number is the input channel count")
+        width = self.option_choice(args, "width", ("scaled", "fixed"))
+        if width == "scaled" and not args.filter_from_input[3]:
+            cout = args.scale_width(cout)
+        if args.x.c % groups or cout % groups:
+            raise ArchError(f"groups={groups} must divide the input ({args.x.c}) and output ({cout}) channels",
+                            args.opt_loc("groups"))
+        attrs = _kernel_stride_pads(self, args, kh, kw)
+        attrs.update(out_channels=cout, groups=groups, bias=self.option_bool(args, "bias"))
+        return attrs
+
+    def out_shape(self, attrs, ins):
+        return _window_shape(attrs, ins[0], attrs["out_channels"])
+
+    def param_shapes(self, attrs, ins):
+        kh, kw = attrs["kernel"]
+        cout = attrs["out_channels"]
+        params = {"weight": ParamSpec((cout, ins[0].c // attrs["groups"], kh, kw), "weight")}
+        if attrs["bias"]:
+            params["bias"] = ParamSpec((cout,), "bias")
+        return params
+
+    def macs(self, attrs, ins, out):
+        kh, kw = attrs["kernel"]
+        return kh * kw * (ins[0].c // attrs["groups"]) * out.c * out.h * out.w
+
+    def cost_type(self, attrs):
+        kh, kw = attrs["kernel"]
+        return f"Conv {kh}x{kw}" if attrs["groups"] == 1 else f"Conv {kh}x{kw} (grouped)"
+
+
+@register
+class ConvDW(Op):
+    name, short, title = "conv dw", "dw", "Conv DW"
+    aliases = ("dwconv", "depthwise")
+    doc = "Depthwise convolution: one KxK filter per channel. Filter KxKxC dw."
+    takes_stride = True
+    filter_form = "KxKxC dw (e.g. 3x3x64 dw)"
+    options = {"pad": "same", "bias": False, "multiplier": 1}
+
+    def configure(self, args: RowArgs) -> dict:
+        self.check_options(args)
+        kh, kw, c = self.need_filter(args, (3,))
+        args.check_declared(2, args.x.c, "channels", "a depthwise filter KxKxC has one filter per input channel")
+        mult = self.option_number(args, "multiplier", integer=True, low=1)
+        attrs = _kernel_stride_pads(self, args, kh, kw)
+        attrs.update(out_channels=args.x.c * mult, groups=args.x.c, bias=self.option_bool(args, "bias"))
+        return attrs
+
+    out_shape = Conv.out_shape
+    param_shapes = Conv.param_shapes
+    macs = Conv.macs
+
+    def cost_type(self, attrs):
+        kh, kw = attrs["kernel"]
+        return f"Conv DW {kh}x{kw}"

@@ -1,0 +1,64 @@
+"""Fully connected layers and the shape-only ops around them."""
+from __future__ import annotations
+
+from ..errors import ArchError
+from ..ir import ParamSpec, TensorShape
+from .base import Op, RowArgs, register
+
+
+@register
+class FC(Op):
+    name, short, title = "fc", "fc", "Fully Connected"
+    aliases = ("dense", "linear")
+    doc = "Fully connected layer. Filter CinxCout; an HxWxC input is flattened in C, H, W order."
+    takes_stride = True  # Table 1 prints 'FC / s1'
+    filter_form = "CinxCout (e.g. 1024x1000)"
+    options = {"bias": True}
+
+    def configure(self, args: RowArgs) -> dict:
+        self.check_options(args)
+        if args.stride not in (None, 1):
+            raise ArchError("a fully connected layer has no stride", args.stride_loc)
+        cin, cout = self.need_filter(args, (2,))
+        args.check_declared(0, args.x.numel, "input features",
+                            f"the input {args.x} flattens to {args.x.numel} features")
+        return {"out_features": cout, "bias": self.option_bool(args, "bias")}
+
+    def out_shape(self, attrs, ins):
+        return TensorShape(1, 1, attrs["out_features"])
+
+    def param_shapes(self, attrs, ins):
+        params = {"weight": ParamSpec((attrs["out_features"], ins[0].numel), "weight")}
+        if attrs["bias"]:
+            params["bias"] = ParamSpec((attrs["out_features"],), "bias")
+        return params
+
+    def macs(self, attrs, ins, out):
+        return ins[0].numel * attrs["out_features"]
+
+
+@register
+class Flatten(Op):
+    name, short, title = "flatten", "flatten", "Flatten"
+    doc = "Reshape HxWxC to 1x1x(C·H·W), in C, H, W order."
+    alias_input = True
+
+    def out_shape(self, attrs, ins):
+        return TensorShape(1, 1, ins[0].numel)
+
+
+@register
+class Dropout(Op):
+    name, short, title = "dropout", "dropout", "Dropout"
+    doc = "Dropout: identity at inference; p is kept for training targets."
+    options = {"p": 0.5}
+    alias_input = True
+    elementwise = True
+
+    def configure(self, args: RowArgs) -> dict:
+        super().configure(args)
+        self.check_options(args)
+        p = self.option_number(args, "p", low=0.0)
+        if p >= 1:
+            raise ArchError(f"dropout p= must be below 1; got {p}", args.opt_loc("p"))
+        return {"p": float(p)}
