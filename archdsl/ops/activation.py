@@ -6,6 +6,7 @@ from .base import Op, RowArgs, register
 
 class _Activation(Op):
     elementwise = True
+    is_activation = True
 
     def configure(self, args: RowArgs) -> dict:
         super().configure(args)

@@ -89,6 +89,10 @@ class Op:
     flags: tuple[str, ...] = ()
     elementwise: bool = False  # output has the first input's shape, element by element (may run in place)
     alias_input: bool = False  # output is a view of the input (flatten, dropout)
+    # Fusion, used by the runtimes that fuse (NumPy, C) and by the memory plan:
+    folds_bn: bool = False  # a following BN folds into this op's weights and bias (conv, fc)
+    takes_activation: bool = False  # a following activation can run in this op's epilogue
+    is_activation: bool = False  # an element-wise activation that can be fused
 
     # ---- declared once, used everywhere
     def configure(self, args: RowArgs) -> dict:

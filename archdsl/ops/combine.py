@@ -12,6 +12,7 @@ class Add(Op):
     doc = "Element-wise sum of two equal shapes (residual connections)."
     arity = 2
     elementwise = True
+    takes_activation = True  # ResNet's relu after the add
 
     def configure(self, args: RowArgs) -> dict:
         a, b = args.in_shapes

@@ -32,6 +32,7 @@ class Conv(Op):
     takes_stride = True
     filter_form = "KxKxCinxCout (e.g. 3x3x32x64)"
     options = {"pad": "same", "bias": False, "groups": 1, "width": "scaled"}
+    folds_bn = takes_activation = True
 
     def configure(self, args: RowArgs) -> dict:
         self.check_options(args)
@@ -79,6 +80,7 @@ class ConvDW(Op):
     takes_stride = True
     filter_form = "KxKxC dw (e.g. 3x3x64 dw)"
     options = {"pad": "same", "bias": False, "multiplier": 1}
+    folds_bn = takes_activation = True
 
     def configure(self, args: RowArgs) -> dict:
         self.check_options(args)

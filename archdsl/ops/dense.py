@@ -14,6 +14,7 @@ class FC(Op):
     takes_stride = True  # Table 1 prints 'FC / s1'
     filter_form = "CinxCout (e.g. 1024x1000)"
     options = {"bias": True}
+    folds_bn = takes_activation = True
 
     def configure(self, args: RowArgs) -> dict:
         self.check_options(args)

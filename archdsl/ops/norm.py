@@ -12,6 +12,7 @@ class BatchNorm(Op):
     doc = "Batch normalisation: γ·(x − mean)/√(var + eps) + β per channel. Folded into the conv before it where the runtime can."
     options = {"eps": 1e-5}
     elementwise = True
+    takes_activation = True  # a BN that cannot fold (after an add) still runs its activation in one pass
 
     def configure(self, args: RowArgs) -> dict:
         super().configure(args)

@@ -1,0 +1,1 @@
+"""Analyses over the IR: the fused execution schedule, the memory plan and cost tables."""

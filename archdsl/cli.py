@@ -1,0 +1,200 @@
+"""The `archdsl` command line (typer + rich).
+
+Every command turns user errors (ArchError) into diagnostics on stderr and exit
+code 1; nothing here imports torch or onnx at module level.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from .errors import ArchError
+
+app = typer.Typer(
+    name="archdsl",
+    help="A language for CNN architectures written the way papers print them, "
+         "compiled to cost tables, PyTorch, ONNX, NumPy and C.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+SET_HELP = "Override a network parameter, e.g. --set alpha=0.5 --set rho=192/224 (simple arithmetic allowed)."
+
+
+def fail(err: ArchError) -> None:
+    typer.echo(err.render(), err=True)
+    raise typer.Exit(1)
+
+
+def user_errors(fn):
+    """Report ArchError as a diagnostic (exit 1), never as a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ArchError as err:
+            fail(err)
+        except KeyboardInterrupt:  # pragma: no cover
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130)
+
+    return wrapper
+
+
+def parse_assignment(text: str, flag: str) -> tuple[str, Any]:
+    """NAME=VALUE where VALUE is a number, simple arithmetic (192/224) or a word."""
+    from .exprs import Scope, evaluate
+    from .syntax import Var, parse_expr_text
+    from .errors import Loc
+
+    name, sep, value = text.partition("=")
+    name, value = name.strip(), value.strip()
+    if not sep or not name or not value:
+        raise ArchError(f"{flag} {text!r}: expected NAME=VALUE", None, f"e.g. {flag} alpha=0.5")
+    try:
+        expr = parse_expr_text("{" + value + "}", Loc(1, 1))
+    except ArchError:
+        raise ArchError(f"{flag} {name}: cannot read the value {value!r}", None,
+                        "values are numbers, arithmetic like 192/224, or words") from None
+    if isinstance(expr, Var):
+        return name, expr.name  # a word value
+    try:
+        return name, evaluate(expr, Scope({}))
+    except ArchError:
+        raise ArchError(f"{flag} {name}: cannot evaluate {value!r}", None,
+                        "values are numbers, arithmetic like 192/224, or words") from None
+
+
+def parse_sets(sets: Optional[List[str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in sets or []:
+        name, value = parse_assignment(item, "--set")
+        out[name] = value
+    return out
+
+
+def load_spec(path: Path):
+    from .syntax import parse
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ArchError(f"no such spec file: {path}") from None
+    except IsADirectoryError:
+        raise ArchError(f"{path} is a folder, not a spec file") from None
+    except UnicodeDecodeError:
+        raise ArchError(f"{path} is not UTF-8 text") from None
+    except OSError as e:
+        raise ArchError(f"cannot read {path}: {e.strerror}") from None
+    return parse(text, str(path))
+
+
+def load_graph(path: Path, sets: Optional[List[str]]):
+    from .elaborate import elaborate
+
+    return elaborate(load_spec(path), parse_sets(sets))
+
+
+# ---------------------------------------------------------------- check
+
+@app.command()
+@user_errors
+def check(
+    spec: Path = typer.Argument(..., help="The .arch spec file."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", metavar="NAME=VALUE", help=SET_HELP),
+):
+    """Check a spec and print its inferred shapes (or its diagnostics)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    graph = load_graph(spec, set_)
+    from .analysis.costs import layer_costs
+
+    table = Table(title=f"{graph.name}: input {graph.input_shape}", title_justify="left")
+    for col in ("layer", "line", "op", "input", "output"):
+        table.add_column(col, justify="right" if col == "line" else "left")
+    for row in layer_costs(graph):
+        table.add_row(row.name, str(row.line), row.op, str(row.in_shape), str(row.out_shape))
+    console = Console(width=max(100, Console().width))
+    console.print(table)
+    console.print(f"ok: {len(graph.nodes)} nodes, output {graph.output_shape}")
+
+
+# ---------------------------------------------------------------- stats
+
+@app.command()
+@user_errors
+def stats(
+    spec: Path = typer.Argument(..., help="The .arch spec file."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", metavar="NAME=VALUE", help=SET_HELP),
+    by: Optional[str] = typer.Option(None, "--by", metavar="layer|type",
+                                     help="Show only the per-layer table or only the per-type table (Table 2)."),
+    sweep: Optional[List[str]] = typer.Option(None, "--sweep", metavar="NAME=V1,V2,...",
+                                              help="One row per combination of values (the paper's Tables 6-7)."),
+    fmt: str = typer.Option("table", "--format", metavar="table|markdown|csv|json", help="Output format."),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png",
+                                        help="Draw mult-adds against params on log axes (needs matplotlib)."),
+):
+    """Parameters, mult-adds and activation memory, per layer, per layer type and in total."""
+    from . import report
+
+    if fmt not in report.FORMATS:
+        raise ArchError(f"--format {fmt!r}: choose one of {', '.join(report.FORMATS)}")
+    if by not in (None, "layer", "type"):
+        raise ArchError(f"--by {by!r}: choose layer or type")
+    if sweep:
+        from .elaborate import elaborate
+
+        spec_ast = load_spec(spec)
+        fixed = parse_sets(set_)
+        axes = []
+        for item in sweep:
+            name, _, values = item.partition("=")
+            if not values:
+                raise ArchError(f"--sweep {item!r}: expected NAME=V1,V2,...", None, "e.g. --sweep alpha=1,0.75,0.5")
+            axes.append([parse_assignment(f"{name}={v}", "--sweep") for v in values.split(",")])
+        results = report.run_sweep(spec_ast, fixed, axes, elaborate)
+        text = report.render_sweep(spec_ast.name, results, fmt)
+        if plot:
+            report.plot(plot, [(r["label"], r["macs"], r["params"]) for r in results], spec_ast.name)
+    else:
+        graph = load_graph(spec, set_)
+        text = report.render_stats(graph, fmt, by)
+        if plot:
+            from .analysis.costs import totals
+
+            t = totals(graph)
+            report.plot(plot, [(report.label_of(graph.params), t["macs"], t["params"])], graph.name)
+    if text is not None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _register_optional_commands() -> None:
+    """Commands that live in their own modules (targets, verify, run, import)."""
+    import importlib
+
+    for module in ("archdsl.commands.compile", "archdsl.commands.verify", "archdsl.commands.run",
+                   "archdsl.commands.import_weights"):
+        try:
+            importlib.import_module(module).register(app)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,226 @@
+"""Rendering of `stats` results: rich tables, markdown, CSV, JSON, sweeps and plots."""
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from .analysis.costs import CONVENTION, by_type, layer_costs, totals
+from .errors import ArchError
+from .ir import Graph
+
+FORMATS = ("table", "markdown", "csv", "json")
+
+
+def label_of(values: dict[str, Any]) -> str:
+    return " ".join(f"{k}={_fmt_value(v)}" for k, v in values.items())
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _int(n: int) -> str:
+    return f"{n:,}"
+
+
+def _mib(n: int) -> str:
+    return f"{n:,} B ({n / 2**20:.2f} MiB)"
+
+
+def stats_json(graph: Graph) -> dict:
+    t = totals(graph)
+    return {
+        "network": graph.name,
+        "params": graph.params,
+        "convention": CONVENTION,
+        "width_rule": graph.width_rule,
+        "input": graph.input_shape.as_list(),
+        "totals": {k: t[k] for k in ("macs", "params", "params_with_bias", "params_with_bn", "params_keras",
+                                     "params_folded", "peak_activation_bytes")},
+        "by_type": [{**r, "macs_pct": round(r["macs_pct"], 4), "params_pct": round(r["params_pct"], 4)}
+                    for r in by_type(graph)],
+        "layers": [{"name": r.name, "line": r.line, "op": r.op, "in": r.in_shape.as_list(),
+                    "out": r.out_shape.as_list(), "macs": r.macs, "params": r.params,
+                    "activation_bytes": r.activation_bytes} for r in layer_costs(graph)],
+    }
+
+
+def _layer_rows(graph: Graph) -> tuple[list[str], list[list[str]]]:
+    total = sum(n.macs for n in graph.nodes) or 1
+    head = ["layer", "line", "op", "input", "output", "params", "mult-adds", "share", "out bytes"]
+    rows = [[r.name, str(r.line), r.op, str(r.in_shape), str(r.out_shape), _int(r.params), _int(r.macs),
+             f"{100.0 * r.macs / total:.2f}%", _int(r.activation_bytes)] for r in layer_costs(graph)]
+    return head, rows
+
+
+def _type_rows(graph: Graph) -> tuple[list[str], list[list[str]]]:
+    head = ["type", "mult-adds", "mult-adds %", "params", "params %"]
+    rows = [[r["type"], _int(r["macs"]), f"{r['macs_pct']:.2f}%", _int(r["params"]), f"{r['params_pct']:.2f}%"]
+            for r in by_type(graph)]
+    return head, rows
+
+
+def _total_rows(graph: Graph) -> list[list[str]]:
+    t = totals(graph)
+    return [
+        ["mult-adds", _int(t["macs"])],
+        ["params (conv + fc weights)", _int(t["params"])],
+        ["params with biases", _int(t["params_with_bias"])],
+        ["params with BN γ/β (trainable)", _int(t["params_with_bn"])],
+        ["params with BN statistics (Keras total)", _int(t["params_keras"])],
+        ["params after BN folding (inference)", _int(t["params_folded"])],
+        ["peak activation memory (fp32 arena)", _mib(t["peak_activation_bytes"])],
+    ]
+
+
+def render_stats(graph: Graph, fmt: str, by: str | None) -> str | None:
+    if fmt == "json":
+        return json.dumps(stats_json(graph), indent=2)
+    show_layers, show_types = by in (None, "layer"), by in (None, "type")
+    params = label_of(graph.params)
+    if fmt == "csv":
+        head, rows = _layer_rows(graph) if by != "type" else _type_rows(graph)
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(head)
+        writer.writerows([[c.replace(",", "") if c[:1].isdigit() else c for c in r] for r in rows])
+        return buf.getvalue()
+    if fmt == "markdown":
+        out = [f"## {graph.name} ({params})", "",
+               f"Input {graph.input_shape}; width rule: {graph.width_rule}. Convention: {CONVENTION}.", ""]
+        if show_layers:
+            out += _markdown(*_layer_rows(graph)) + [""]
+        if show_types:
+            out += _markdown(*_type_rows(graph)) + [""]
+        out += _markdown(["total", "value"], _total_rows(graph))
+        return "\n".join(out)
+    _rich_stats(graph, show_layers, show_types)
+    return None
+
+
+def _markdown(head: list[str], rows: list[list[str]]) -> list[str]:
+    right = [i for i, h in enumerate(head) if h not in ("layer", "op", "type", "input", "output", "total")]
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join("---:" if i in right else "---" for i in range(len(head))) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def _console():
+    from rich.console import Console
+
+    probe = Console()
+    return Console(width=max(120, probe.width))
+
+
+def _rich_table(title: str, head: list[str], rows: list[list[str]]):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for h in head:
+        table.add_column(h, justify="left" if h in ("layer", "op", "type", "input", "output", "total") else "right")
+    for r in rows:
+        table.add_row(*r)
+    return table
+
+
+def _rich_stats(graph: Graph, show_layers: bool, show_types: bool) -> None:
+    console = _console()
+    console.print(f"[bold]{graph.name}[/bold] ({label_of(graph.params)}), input {graph.input_shape}, "
+                  f"width rule: {graph.width_rule}")
+    console.print(f"[dim]Convention: {CONVENTION}.[/dim]")
+    if show_layers:
+        console.print(_rich_table("Per layer", *_layer_rows(graph)))
+    if show_types:
+        console.print(_rich_table("Per layer type", *_type_rows(graph)))
+    console.print(_rich_table("Totals", ["total", "value"], _total_rows(graph)))
+
+
+# ---------------------------------------------------------------- sweeps
+
+def run_sweep(spec, fixed: dict, axes: list[list[tuple[str, Any]]], elaborate: Callable) -> list[dict]:
+    combos = list(itertools.product(*axes))
+    results = []
+    progress = None
+    import sys
+
+    if len(combos) > 8 and sys.stderr.isatty():
+        from rich.progress import Progress
+
+        progress = Progress(transient=True)
+    elaborate(spec, fixed)  # checks the spec once, with clear errors, before the loop
+
+    def one(combo):
+        sets = dict(fixed)
+        sets.update(dict(combo))
+        graph = elaborate(spec, sets)
+        t = totals(graph)
+        return {"set": dict(combo), "label": label_of(dict(combo)), "input": graph.input_shape.as_list(),
+                "macs": t["macs"], "params": t["params"]}
+
+    if progress is None:
+        return [one(c) for c in combos]
+    with progress:
+        task = progress.add_task("sweeping", total=len(combos))
+        for c in combos:
+            results.append(one(c))
+            progress.advance(task)
+    return results
+
+
+def render_sweep(name: str, results: list[dict], fmt: str) -> str | None:
+    if fmt == "json":
+        return json.dumps({"network": name, "sweep": [{k: r[k] for k in ("set", "input", "macs", "params")}
+                                                      for r in results]}, indent=2)
+    keys = list(results[0]["set"]) if results else []
+    head = keys + ["input", "mult-adds", "params", "M mult-adds", "M params"]
+    rows = [[_fmt_value(r["set"][k]) for k in keys] + ["x".join(map(str, r["input"])), _int(r["macs"]),
+                                                        _int(r["params"]), f"{r['macs'] / 1e6:.1f}",
+                                                        f"{r['params'] / 1e6:.2f}"] for r in results]
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(head)
+        writer.writerows([[c.replace(",", "") for c in r] for r in rows])
+        return buf.getvalue()
+    if fmt == "markdown":
+        return "\n".join([f"## {name} sweep", ""] + _markdown(head, rows))
+    _console().print(_rich_table(f"{name}: sweep", head, rows))
+    return None
+
+
+def plot(path: Path, points: list[tuple[str, int, int]], title: str) -> None:
+    """Mult-adds against params on log axes, like the paper's Figures 4-5."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ArchError("--plot needs matplotlib, which is not installed", None,
+                        "pip install 'archdsl[plot]'") from None
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+    xs = [p[2] / 1e6 for p in points]
+    ys = [p[1] / 1e6 for p in points]
+    ax.scatter(xs, ys)
+    for (label, _, _), x, y in zip(points, xs, ys):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("Million parameters")
+    ax.set_ylabel("Million mult-adds")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, metadata={"Software": None})
+    except OSError as e:
+        raise ArchError(f"cannot write {path}: {e.strerror}") from None
+    finally:
+        plt.close(fig)
