@@ -1,0 +1,251 @@
+"""The weight format: one dict {IR parameter key: float32 ndarray}, stored as `.npz`.
+
+Keys are the IR's parameter keys (`conv3.conv.weight`, `conv3.bn.running_var`),
+which are also the PyTorch state_dict keys of the generated module, so a
+`torch.save(model.state_dict())` file loads as it is. A weight file is untrusted
+input: `.npz` is read without pickle and `.pt` with `torch.load(weights_only=True)`.
+
+    init_weights(graph, seed)        seeded fan-in-scaled init (BN statistics randomised too)
+    load_weights(path, graph)        .npz | .pt | .onnx, checked against the graph like a strict load
+    save_npz(weights, path)          deterministic bytes (sorted keys, fixed zip timestamps)
+    fold_bn(graph, steps, weights)   {step.main.name: (weight, bias)} with BN folded in float64
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ArchError
+from .ir import Graph
+
+IGNORED_KEYS = ("num_batches_tracked",)  # torch BatchNorm bookkeeping, not a weight
+
+# ---------------------------------------------------------------- init
+
+
+def _rng(seed: int, key: str) -> np.random.Generator:
+    """One generator per parameter: a key's values depend only on (seed, key, shape),
+    so adding a layer does not change the weights of the others."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(key.encode("utf-8"))])
+
+
+def _init_one(key: str, local: str, shape: tuple[int, ...], role: str, seed: int) -> np.ndarray:
+    rng = _rng(seed, key)
+    if role == "weight":
+        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        if len(shape) == 2:  # fc: uniform by fan-in (PyTorch's Linear default scale)
+            bound = 1.0 / np.sqrt(fan_in)
+            values = rng.uniform(-bound, bound, size=shape)
+        else:  # conv: He-normal, keeps the activation scale through ReLU stacks
+            values = rng.standard_normal(size=shape) * np.sqrt(2.0 / fan_in)
+    elif role == "bias":
+        values = rng.uniform(-0.1, 0.1, size=shape)
+    elif role == "bn_affine":
+        values = rng.uniform(0.5, 1.5, size=shape) if local == "weight" else rng.normal(0.0, 0.1, size=shape)
+    elif role == "bn_stats":
+        values = rng.uniform(0.5, 1.5, size=shape) if local == "running_var" else rng.normal(0.0, 0.1, size=shape)
+    else:  # an unknown role: small values, still deterministic
+        values = rng.normal(0.0, 0.1, size=shape)
+    return np.ascontiguousarray(values, dtype=np.float32)
+
+
+def init_weights(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded fan-in-scaled weights for every parameter of `graph` (float32).
+
+    conv: He-normal N(0, 2/fan_in); fc: U(±1/√fan_in); biases U(±0.1);
+    BN: γ ~ U(0.5, 1.5), β ~ N(0, 0.1), running_mean ~ N(0, 0.1), running_var ~ U(0.5, 1.5),
+    so that folding BN into the conv before it is really exercised.
+    Draws happen in float64 and are cast, so the values are the same on every machine.
+    """
+    out: dict[str, np.ndarray] = {}
+    for node in graph.nodes:
+        for local, spec in node.params.items():
+            key = node.param_key(local)
+            out[key] = _init_one(key, local, tuple(spec.shape), spec.role, seed)
+    return out
+
+
+# ---------------------------------------------------------------- load
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except ValueError as e:  # an object array needs pickle: refused
+        raise ArchError("the file holds pickled objects, which are never loaded", None,
+                        "save plain float arrays: archdsl.weights.save_npz or np.savez") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
+        raise ArchError(f"not a readable .npz file ({type(e).__name__}: {e})") from None
+
+
+def _load_pt(path: Path) -> dict[str, np.ndarray]:
+    try:
+        import torch
+    except ImportError:
+        raise ArchError(f"reading {path.name} needs PyTorch", None,
+                        "pip install 'archdsl[torch]', or convert the weights to .npz") from None
+    import pickle
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ArchError(f"refused to load: the file holds code, not just tensors ({first})", None,
+                        "weight files are loaded with torch.load(weights_only=True); save a plain "
+                        "model.state_dict() with torch.save") from None
+    except Exception as e:  # torch raises RuntimeError / EOFError / zipfile errors for damaged files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ArchError(f"not a readable PyTorch file ({first})") from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]  # a common checkpoint layout
+    if not isinstance(obj, dict):
+        raise ArchError(f"the file holds a {type(obj).__name__}, not a state_dict", None,
+                        "save model.state_dict(), not the model")
+    out: dict[str, np.ndarray] = {}
+    for key, value in obj.items():
+        if not isinstance(value, torch.Tensor):
+            raise ArchError(f"entry '{key}' is a {type(value).__name__}, not a tensor", None,
+                            "save model.state_dict(), not a training checkpoint")
+        out[str(key)] = value.detach().cpu().numpy()
+    return out
+
+
+def _load_onnx(path: Path) -> dict[str, np.ndarray]:
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise ArchError(f"reading {path.name} needs the onnx package", None,
+                        "pip install 'archdsl[onnx]', or convert the weights to .npz") from None
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # protobuf DecodeError and friends
+        raise ArchError(f"not a readable ONNX model ({type(e).__name__})") from None
+    out: dict[str, np.ndarray] = {}
+    for init in model.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if not np.issubdtype(arr.dtype, np.floating):
+            continue  # shape constants (Reshape/Flatten targets), not weights
+        out[init.name] = arr
+    return out
+
+
+_LOADERS = {".npz": _load_npz, ".pt": _load_pt, ".pth": _load_pt, ".onnx": _load_onnx}
+
+
+def check_weights(weights: dict[str, np.ndarray], graph: Graph, source: str = "weights") -> dict[str, np.ndarray]:
+    """Match `weights` against the graph like torch's strict load_state_dict: every
+    missing, unexpected and wrongly-shaped key is reported at once. Returns float32 arrays."""
+    wanted = {key: tuple(spec.shape) for key, spec in graph.parameters()}
+    given = {k: v for k, v in weights.items() if k.rsplit(".", 1)[-1] not in IGNORED_KEYS}
+    missing = [k for k in wanted if k not in given]
+    unexpected = sorted(k for k in given if k not in wanted)
+    wrong = [(k, tuple(np.shape(given[k])), wanted[k]) for k in wanted
+             if k in given and tuple(np.shape(given[k])) != wanted[k]]
+    bad_type = [(k, np.asarray(given[k]).dtype) for k in wanted
+                if k in given and not np.issubdtype(np.asarray(given[k]).dtype, np.floating)]
+    if missing or unexpected or wrong or bad_type:
+        problems = []
+        if missing:
+            problems.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
+        if unexpected:
+            problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
+        for k, have, need in wrong:
+            problems.append(f"shape mismatch for {k}: the file has {_fmt(have)}, the spec needs {_fmt(need)}")
+        for k, dtype in bad_type:
+            problems.append(f"{k} has dtype {dtype}, expected a floating-point array")
+        summary = "; ".join(p.split(":")[0] for p in problems)
+        raise ArchError(f"{source} do not match {graph.name}: {summary}", None,
+                        "were the weights saved for the same spec and the same --set values?",
+                        notes=[(None, p) for p in problems])
+    return {k: np.ascontiguousarray(np.asarray(given[k]), dtype=np.float32) for k in wanted}
+
+
+def _fmt(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def load_weights(path, graph: Graph) -> dict[str, np.ndarray]:
+    """Read `.npz` (canonical), `.pt`/`.pth` (a PyTorch state_dict, weights_only) or `.onnx`
+    (float initializers by name) and check it against `graph`. Raises ArchError on any mismatch."""
+    path = Path(path)
+    try:
+        return _load_checked(path, graph)
+    except ArchError as err:
+        raise err.with_source(str(path), None) from None
+
+
+def _load_checked(path: Path, graph: Graph) -> dict[str, np.ndarray]:
+    loader = _LOADERS.get(path.suffix.lower())
+    if loader is None:
+        raise ArchError(f"unknown weight file type '{path.suffix}'", None,
+                        "weights are .npz (canonical), .pt (a PyTorch state_dict) or .onnx")
+    if not path.is_file():
+        raise ArchError("no such weight file" if not path.exists() else "not a file")
+    return check_weights(loader(path), graph, "the weights")
+
+
+# ---------------------------------------------------------------- save
+
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the zip epoch: no timestamp in the bytes
+
+
+def npz_bytes(weights: dict[str, np.ndarray]) -> bytes:
+    """The bytes of an .npz holding `weights` (float32, sorted keys, fixed timestamps):
+    readable by np.load, identical for identical weights."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for key in sorted(weights):
+            arr = np.ascontiguousarray(np.asarray(weights[key], dtype=np.float32))
+            member = io.BytesIO()
+            np.lib.format.write_array(member, arr, allow_pickle=False)
+            info = zipfile.ZipInfo(key + ".npy", date_time=_ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_STORED
+            zf.writestr(info, member.getvalue())
+    return buf.getvalue()
+
+
+def save_npz(weights: dict[str, np.ndarray], path) -> Path:
+    """Write `weights` as an .npz with deterministic bytes (atomically)."""
+    from .fsutil import write_files_atomically
+
+    path = Path(path)
+    return write_files_atomically(path.parent if str(path.parent) else Path("."), {path.name: npz_bytes(weights)})[0]
+
+
+# ---------------------------------------------------------------- BN folding
+
+
+def fold_bn(graph: Graph, steps, weights: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{step.main.name: (weight, bias)} for every step whose main op folds BN (conv, conv dw, fc).
+
+    With a BN folded into the step: scale = γ/√(var+eps), W' = W·scale (per output channel),
+    b' = (b − mean)·scale + β. Without one, W and b (zeros when the layer has no bias).
+    Computed in float64, returned as float32.
+    """
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for step in steps:
+        main = step.main
+        if not main.op.folds_bn:
+            continue
+        w = np.asarray(weights[main.param_key("weight")], dtype=np.float64)
+        cout = w.shape[0]
+        b = (np.asarray(weights[main.param_key("bias")], dtype=np.float64) if "bias" in main.params
+             else np.zeros(cout, dtype=np.float64))
+        if step.bn is not None:
+            bn = step.bn
+            gamma = np.asarray(weights[bn.param_key("weight")], dtype=np.float64)
+            beta = np.asarray(weights[bn.param_key("bias")], dtype=np.float64)
+            mean = np.asarray(weights[bn.param_key("running_mean")], dtype=np.float64)
+            var = np.asarray(weights[bn.param_key("running_var")], dtype=np.float64)
+            scale = gamma / np.sqrt(var + float(bn.attrs.get("eps", 1e-5)))
+            w = w * scale.reshape((cout,) + (1,) * (w.ndim - 1))
+            b = (b - mean) * scale + beta
+        out[main.name] = (np.ascontiguousarray(w, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32))
+    return out
