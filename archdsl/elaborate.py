@@ -178,10 +178,10 @@ class _Elaborator:
             raise ArchError(f"width multiplier must be a positive number, got {alpha!r}", st.value.loc)
         if st.rounding not in ROUNDINGS:
             guess = did_you_mean(st.rounding, ROUNDINGS)
-            raise ArchError(f"unknown rounding rule '{st.rounding}'", st.loc,
+            raise ArchError(f"unknown rounding rule '{st.rounding}'", st.rounding_loc or st.loc,
                             f"did you mean '{guess}'?" if guess else "rules: floor, nearest, divisible(8)")
         if (st.rounding == "divisible") != (st.rounding_arg is not None):
-            raise ArchError("only the divisible rule takes an argument: round divisible(8)", st.loc)
+            raise ArchError("only the divisible rule takes an argument: round divisible(8)", st.rounding_loc or st.loc)
         divisor = int(st.rounding_arg or 8)
         if divisor < 1:
             raise ArchError("divisible() needs a positive divisor", st.loc)
@@ -361,11 +361,12 @@ class _Elaborator:
         actual = self.shapes[cur]
         if not self.checks or declared == actual:
             return
-        raise ArchError(f"declared input {declared}, inferred {actual}", row.declared.loc,
-                        self.explain(cur, declared, actual))
+        hint, culprit = self.explain(cur, declared, actual)
+        notes = [(culprit, "the row that changed the shape")] if culprit is not None else []
+        raise ArchError(f"declared input {declared}, inferred {actual}", row.declared.loc, hint, notes)
 
-    def explain(self, cur: str, declared: TensorShape, actual: TensorShape) -> str | None:
-        """Name the row that made the inferred shape differ from the declared one."""
+    def explain(self, cur: str, declared: TensorShape, actual: TensorShape) -> tuple[str | None, Loc | None]:
+        """Name the row that made the inferred shape differ from the declared one (and where it is)."""
         spatial = (declared.h, declared.w) != (actual.h, actual.w)
         t = cur
         while t in self.producer:
@@ -373,14 +374,14 @@ class _Elaborator:
             x = node.in_shapes[0]
             if spatial and (x.h, x.w) != (node.out_shape.h, node.out_shape.w):
                 stride = node.attrs.get("stride", (1, 1))[0]
-                why = f"stride {stride}" if stride > 1 else "this row"
-                return (f"{why} on line {node.row.line} ({node.row.text.split('#')[0].strip()}) "
-                        f"turns {x.h}x{x.w} into {node.out_shape.h}x{node.out_shape.w}")
+                why = f"stride {stride}" if stride > 1 else "the row"
+                return (f"{why} on line {node.row.line} turns {x.h}x{x.w} into "
+                        f"{node.out_shape.h}x{node.out_shape.w}", _stride_loc(node.row))
             if not spatial and x.c != node.out_shape.c:
-                return (f"line {node.row.line} ({node.row.text.split('#')[0].strip()}) "
-                        f"outputs {node.out_shape.c} channels")
+                return (f"line {node.row.line} outputs {node.out_shape.c} channels",
+                        Loc(node.row.line, node.row.col, len(node.row.text.split("#")[0].rstrip())))
             t = node.inputs[0]
-        return None
+        return None, None
 
     # ------------------------------------------------------------ blocks and combinators
     def use_block(self, row: Row, block: BlockDef, names: NameScope, env: dict, cur: str,
@@ -493,6 +494,16 @@ class _Elaborator:
                            at_defaults=self.checks)
         attrs = op.configure(args)
         return self.add_node(f"{group}.{op.short}", op, attrs, inputs, ref)
+
+
+def _stride_loc(row: RowRef) -> Loc:
+    """Where the `/ sN` of a row is (or the whole row when it has none)."""
+    import re
+
+    m = re.search(r"/[ \t]*(s\S+)", row.text)
+    if m is None:
+        return Loc(row.line, row.col, len(row.text.split("#")[0].rstrip()))
+    return Loc(row.line, row.col + m.start(1), len(m.group(1)))
 
 
 class _NoOp:

@@ -37,13 +37,15 @@ class Diagnostic:
             caret = " " * (loc.col - 1) + "^" + "~" * max(0, min(loc.width, max(1, len(text) - loc.col + 1)) - 1)
             return [gutter + text, " " * (len(gutter) - 2) + "| " + caret]
 
-        where = f"{filename}:{self.loc.line}:{self.loc.col}" if self.loc else filename
-        out.append(f"{where}: error: {self.message}")
+        if self.loc:
+            out.append(f"{filename}:{self.loc.line}:{self.loc.col}: error: {self.message}")
+        else:
+            out.append(f"{filename}: error: {self.message}" if filename else f"error: {self.message}")
         if self.loc:
             out.extend(excerpt(self.loc))
         for loc, note in self.notes:
-            where = f"{filename}:{loc.line}:{loc.col}" if loc else filename
-            out.append(f"{where}: note: {note}")
+            where = f"{filename}:{loc.line}:{loc.col}: " if loc else (f"{filename}: " if filename else "")
+            out.append(f"{where}note: {note}")
             if loc:
                 out.extend(excerpt(loc))
         if self.hint:
@@ -58,7 +60,7 @@ class ArchError(Exception):
                  notes: list[tuple[Loc | None, str]] | None = None):
         super().__init__(message)
         self.diagnostics = [Diagnostic(message, loc, hint, list(notes or []))]
-        self.filename = "<spec>"
+        self.filename = ""
         self.source: str | None = None
 
     @classmethod

@@ -145,6 +145,7 @@ class WidthStmt:
     rounding: str
     rounding_arg: int | None
     loc: Loc
+    rounding_loc: Loc | None = None
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,7 @@ class _ExprBuilder:
         if kind == "number":
             return Num(_number(ch[0]), at)
         if kind == "var":
-            return Var(str(ch[0]), at)
+            return Var(str(ch[0]), Loc(at.line, at.col, len(str(ch[0]))))
         if kind == "attr":
             return Attr(str(ch[0]), str(ch[1]), at)
         if kind == "call":
@@ -369,12 +370,12 @@ class _Builder:
         if kind == "input_stmt":
             return InputStmt(_shape(ch[0]), loc)
         if kind == "width_stmt":
-            rounding, arg = "floor", None
+            rounding, arg, rloc = "floor", None, None
             if len(ch) > 1:
-                rounding = str(ch[1])
+                rounding, rloc = str(ch[1]), _token_loc(ch[1])
                 if len(ch) > 2:
                     arg = _number(ch[2].children[0])
-            return WidthStmt(_value(ch[0]), rounding, arg, loc)
+            return WidthStmt(_value(ch[0]), rounding, arg, loc, rloc)
         if kind == "resolution_stmt":
             return ResolutionStmt(_value(ch[0]), loc)
         if kind == "after_stmt":
@@ -419,6 +420,7 @@ class _Builder:
         options: list[Option] = []
         flags: list[Word] = []
         seen_other = False  # has anything but op words been seen?
+        label_only = False  # the filter column held only a label
         for i, el in enumerate(elements):
             kind, tok = el.data, el.children[0]
             at = _token_loc(tok)
@@ -441,7 +443,9 @@ class _Builder:
                 elif word.lower() == "dw" and filter_ is not None and declared is None and not dw:
                     dw = True
                 elif word.lower() in _PAPER_LABELS and filter_ is None:
-                    pass  # Table 1's "Pool 7 × 7" and "Classifier" column labels
+                    # Table 1's "Pool 7 × 7" and "Classifier" filter-column labels; "Classifier"
+                    # stands for the whole column, so the next shape is the input size.
+                    label_only = word.lower() == "classifier"
                 else:
                     flags.append(Word(word, at))
                 continue
@@ -454,7 +458,7 @@ class _Builder:
                 stride = (parse_expr_text(body_text, at.shifted(1)) if body_text.startswith("{")
                           else Num(int(body_text), at))
             elif kind == "shape":
-                if filter_ is None and declared is None:
+                if filter_ is None and declared is None and not label_only:
                     filter_ = _shape(tok)
                 elif declared is None:
                     declared = _shape(tok)  # Table 1 prints the input size without '@'

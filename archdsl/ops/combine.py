@@ -15,9 +15,9 @@ class Add(Op):
     takes_activation = True  # ResNet's relu after the add
 
     def configure(self, args: RowArgs) -> dict:
-        a, b = args.in_shapes
-        if a != b:
-            raise ArchError(f"residual branch gives {b}, but its input is {a}", args.op_loc,
+        body, skip = args.in_shapes
+        if body != skip:
+            raise ArchError(f"residual body gives {body}, but the shortcut carries {skip}", args.op_loc,
                             "a residual adds x + f(x): f must keep the shape, or give a "
                             "`shortcut { ... }` that maps x to f's shape, or condition it with if=")
         return {}
