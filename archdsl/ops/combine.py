@@ -18,8 +18,9 @@ class Add(Op):
         body, skip = args.in_shapes
         if body != skip:
             raise ArchError(f"residual body gives {body}, but the shortcut carries {skip}", args.op_loc,
-                            "a residual adds x + f(x): f must keep the shape, or give a "
-                            "`shortcut { ... }` that maps x to f's shape, or condition it with if=")
+                            "a residual adds x + f(x): f must keep the shape; otherwise add a "
+                            "`shortcut { ... }` that maps x to f's shape, or write `residual shortcut=auto` "
+                            "to add x only where the shapes match")
         return {}
 
 
