@@ -163,6 +163,8 @@ class _Elaborator:
         st = self.input_stmt
         if st is None:
             raise ArchError("no input shape before the first row", loc, "add a line like: input 224x224x3")
+        if len(st.shape.dims) != 3:
+            raise ArchError("the input is HxWxC (three numbers)", st.shape.loc, "e.g. input 224x224x3")
         h, w, c = self.shape_values(st.shape, self.scope(self.values, None), "input")
         if self.rho is not None:
             h, w = round_half_up(h * self.rho), round_half_up(w * self.rho)
@@ -229,9 +231,10 @@ class _Elaborator:
             return self.use_block(row, self.blocks[head], names, env, cur, first_copy)
         op, flags = self.resolve_op(row)
         sc = self.scope(env, cur)
-        self.check_declared_input(row, sc, cur)
-        args = ops.RowArgs(op_loc=row.words_loc, in_shapes=(self.shapes[cur],), at_defaults=self.checks,
-                           scale_width=self.width, dw=row.dw)
+        self.check_declared_input(row, sc, cur, first_copy)
+        # Declared shapes describe a repeated row's first copy (the papers' n column).
+        args = ops.RowArgs(op_loc=row.words_loc, in_shapes=(self.shapes[cur],),
+                           at_defaults=self.checks and first_copy, scale_width=self.width, dw=row.dw)
         if row.stride is not None:
             if not op.takes_stride:
                 raise ArchError(f"'{op.name}' has no stride", row.stride.loc,
@@ -352,8 +355,8 @@ class _Elaborator:
             values.append(v)
         return tuple(values)
 
-    def check_declared_input(self, row: Row, sc: Scope, cur: str) -> None:
-        if row.declared is None:
+    def check_declared_input(self, row: Row, sc: Scope, cur: str, first_copy: bool = True) -> None:
+        if row.declared is None or not first_copy:  # the printed input size is the first copy's
             return
         if len(row.declared.dims) != 3:
             raise ArchError("an input size is HxWxC (three numbers)", row.declared.loc)
@@ -387,7 +390,7 @@ class _Elaborator:
     def use_block(self, row: Row, block: BlockDef, names: NameScope, env: dict, cur: str,
                   first_copy: bool) -> str:
         sc = self.scope(env, cur)
-        self.check_declared_input(row, sc, cur)
+        self.check_declared_input(row, sc, cur, first_copy)
         params = {p.name: p for p in block.params}
         bound: dict[str, Any] = {}
         for opt in row.options:

@@ -64,6 +64,8 @@ def evaluate(expr: Expr, scope: Scope) -> Any:
     if isinstance(expr, Word):
         if expr.name in scope.names:
             return scope.names[expr.name]
+        if expr.name in ("true", "yes", "false", "no"):  # as for {yes}: if=no must drop the row
+            return expr.name in ("true", "yes")
         return expr.name  # a bare word is a string value (nl=HS, after=bn+relu6)
     if isinstance(expr, Var):
         if expr.name in scope.names:
