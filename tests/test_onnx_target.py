@@ -327,3 +327,9 @@ def test_importing_the_target_does_not_import_onnx():
             "print(sorted(m for m in ('onnx', 'onnxruntime', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_pool_padding_as_large_as_the_window_is_a_diagnostic(tmp_path):
+    graph = parse_text("network p()\ninput 5x5x2\nmax pool / s1  2x2  pad=2\n")
+    with pytest.raises(ArchError, match="not smaller than its 2x2 window"):
+        T.compile(graph, {}, tmp_path, "p")
