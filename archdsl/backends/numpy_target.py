@@ -1,0 +1,475 @@
+"""The NumPy target: the reference semantics of every op, and a standalone NumPy runtime.
+
+Two tables, one entry per op:
+
+- REFERENCE[op name](node, weights, inputs) -> output: the unfused, node-by-node
+  meaning of each op, in float64 and written for clarity (window views and
+  einsum), not speed. `reference_forward` runs a graph with it; every target,
+  this one included, is tested against it.
+- LOWERINGS[op name](step, emit) -> code: how one fused step of the schedule
+  (conv + folded BN + activation) becomes one call of a kernel from
+  archdsl/runtime/numpy_kernels.py in the generated `<name>.py`.
+
+`compile` writes <name>.py (numpy + the standard library only; BN folded; the
+needed kernels copied in) and <name>.npz (the folded weights it runs on).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import keyword
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..ir import Graph, Node
+
+NAME = "numpy"
+EXTRA = None
+
+
+def unavailable() -> str | None:
+    return None  # numpy is a core dependency
+
+
+# ================================================================ reference semantics
+
+
+def _windows(x: np.ndarray, attrs: dict, value: float) -> np.ndarray:
+    """(N, C, OH, OW, kh, kw) windows of x padded with `value`, as a strided view."""
+    (kh, kw), (sh, sw), (t, l, b, r) = attrs["kernel"], attrs["stride"], attrs["pads"]
+    xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
+    return np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+
+
+def _param(node: Node, weights: dict, local: str) -> np.ndarray:
+    return np.asarray(weights[node.param_key(local)], dtype=np.float64)
+
+
+def _bias(node: Node, weights: dict, n: int) -> np.ndarray:
+    return _param(node, weights, "bias") if "bias" in node.params else np.zeros(n)
+
+
+def _ref_conv(node, weights, xs):
+    """Convolution with groups (depthwise is groups = Cin): a sum over each window."""
+    x, a = xs[0], node.attrs
+    w = _param(node, weights, "weight")
+    cout, cg, kh, kw = w.shape
+    g = a["groups"]
+    win = _windows(x, a, 0.0)
+    n, c, oh, ow = win.shape[:4]
+    if g == 1:
+        y = np.einsum("nchwij,ocij->nohw", win, w, optimize=True)
+    else:
+        win = win.reshape(n, g, c // g, oh, ow, kh, kw)
+        y = np.einsum("ngchwij,gocij->ngohw", win, w.reshape(g, cout // g, cg, kh, kw), optimize=True)
+    return y.reshape(n, cout, oh, ow) + _bias(node, weights, cout).reshape(1, -1, 1, 1)
+
+
+def _ref_fc(node, weights, xs):
+    x = xs[0]
+    w = _param(node, weights, "weight")
+    y = x.reshape(x.shape[0], -1) @ w.T + _bias(node, weights, w.shape[0])
+    return y.reshape(x.shape[0], -1, 1, 1)
+
+
+def _ref_bn(node, weights, xs):
+    def per_channel(local):
+        return _param(node, weights, local).reshape(1, -1, 1, 1)
+
+    return ((xs[0] - per_channel("running_mean")) / np.sqrt(per_channel("running_var") + node.attrs["eps"])
+            * per_channel("weight") + per_channel("bias"))
+
+
+def _ref_max_pool(node, weights, xs):
+    return _windows(xs[0], node.attrs, -np.inf).max(axis=(4, 5))
+
+
+def _ref_avg_pool(node, weights, xs):
+    """The window mean over real elements only (count_include_pad=False)."""
+    x = xs[0]
+    total = _windows(x, node.attrs, 0.0).sum(axis=(4, 5))
+    count = _windows(np.ones_like(x[:1, :1]), node.attrs, 0.0).sum(axis=(4, 5))
+    return total / count
+
+
+def _ref_softmax(node, weights, xs):
+    e = np.exp(xs[0] - xs[0].max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _relu6(x):
+    return np.minimum(np.maximum(x, 0.0), 6.0)
+
+
+REFERENCE = {
+    "conv": _ref_conv,
+    "conv dw": _ref_conv,
+    "fc": _ref_fc,
+    "bn": _ref_bn,
+    "max pool": _ref_max_pool,
+    "global max pool": _ref_max_pool,
+    "avg pool": _ref_avg_pool,
+    "global avg pool": _ref_avg_pool,
+    "relu": lambda node, weights, xs: np.maximum(xs[0], 0.0),
+    "relu6": lambda node, weights, xs: _relu6(xs[0]),
+    "sigmoid": lambda node, weights, xs: 0.5 * (1.0 + np.tanh(0.5 * xs[0])),  # = 1/(1+e^-x), no overflow
+    "hsigmoid": lambda node, weights, xs: _relu6(xs[0] + 3.0) / 6.0,
+    "hswish": lambda node, weights, xs: xs[0] * _relu6(xs[0] + 3.0) / 6.0,
+    "softmax": _ref_softmax,
+    "add": lambda node, weights, xs: xs[0] + xs[1],
+    "mul": lambda node, weights, xs: xs[0] * xs[1],
+    "concat": lambda node, weights, xs: np.concatenate(xs, axis=1),
+    "flatten": lambda node, weights, xs: xs[0].reshape(xs[0].shape[0], -1, 1, 1),
+    "dropout": lambda node, weights, xs: xs[0],  # identity at inference
+}
+
+
+def check_input(graph: Graph, x) -> np.ndarray:
+    x = np.asarray(x)
+    want = graph.input_shape.chw
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or tuple(x.shape[1:]) != want:
+        raise ValueError(f"{graph.name} takes NCHW input (N, {', '.join(map(str, want))}), got {tuple(x.shape)}")
+    return x
+
+
+def reference_forward(graph: Graph, weights: dict, x, keep: bool = False):
+    """Run `graph` node by node, unfused, in float64, with the REFERENCE table.
+
+    x: an NCHW batch (N, C, H, W). Returns (output, layers), both float32; `layers`
+    maps every node name to its output when keep=True (else it is empty, and each
+    tensor is dropped after its last reader).
+    """
+    x = check_input(graph, x).astype(np.float64)
+    last_read: dict[str, int] = {}
+    for k, node in enumerate(graph.nodes):
+        for t in node.inputs:
+            last_read[t] = k
+    env = {graph.input_name: x}
+    layers: dict[str, np.ndarray] = {}
+    for k, node in enumerate(graph.nodes):
+        y = REFERENCE[node.op.name](node, weights, [env[t] for t in node.inputs])
+        expected = (x.shape[0], *node.out_shape.chw)
+        if y.shape != expected:  # the IR's shape is the contract
+            raise AssertionError(f"{node.name} ({node.op.name}): reference gives {y.shape}, the IR says {expected}")
+        env[node.name] = y
+        if keep:
+            layers[node.name] = y.astype(np.float32)
+        else:
+            for t in set(node.inputs):
+                if last_read.get(t) == k and t != graph.output:
+                    del env[t]
+    return env[graph.output].astype(np.float32), layers
+
+
+# ================================================================ code generation
+
+KERNELS_MODULE = "archdsl.runtime.numpy_kernels"
+
+
+def _lit(value) -> str:
+    """A Python literal for generated code: tuples of ints, floats that round-trip (%.9g)."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text = "%.9g" % value
+        return text if any(ch in text for ch in ".en") else text + ".0"
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(_lit(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    raise TypeError(f"no literal for {value!r}")
+
+
+class Emitter:
+    """What a lowering needs: variable names of tensors, weight references, kernel calls."""
+
+    RESERVED = {"np", "W", "x", "layers", "weights", "run", "main", "load_weights", "INPUT_SHAPE",
+                "OUTPUT_SHAPE", "LAYERS", "WEIGHTS_FILE"}
+
+    def __init__(self, graph: Graph, weights: dict, kernel_names: set[str]):
+        self.graph = graph
+        self.weights = weights
+        self.kernel_names = kernel_names
+        self.kernels_used: list[str] = []
+        self.arrays: dict[str, np.ndarray] = {}
+        self.vars: dict[str, str] = {graph.input_name: "x"}
+        self._taken = set(self.RESERVED) | set(kernel_names)
+        self.folded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def var(self, tensor: str) -> str:
+        if tensor not in self.vars:
+            base = re.sub(r"\W", "_", tensor)
+            if not base.isidentifier() or keyword.iskeyword(base) or base in self._taken:
+                base = "t_" + base
+            name, k = base, 2
+            while name in self._taken:
+                name, k = f"{base}_{k}", k + 1
+            self._taken.add(name)
+            self.vars[tensor] = name
+        return self.vars[tensor]
+
+    def array(self, key: str, value: np.ndarray) -> str:
+        self.arrays[key] = np.ascontiguousarray(value, dtype=np.float32)
+        return f'W["{key}"]'
+
+    def folded_params(self, step) -> tuple[str, str]:
+        """References to the BN-folded (weight, bias) of a conv / conv dw / fc step."""
+        w, b = self.folded[step.main.name]
+        return self.array(step.main.param_key("weight"), w), self.array(step.main.param_key("bias"), b)
+
+    def act(self, step) -> str:
+        if step.activation is None:
+            return "None"
+        return self.kernel(step.activation.op.name)
+
+    def kernel(self, name: str) -> str:
+        if name not in self.kernel_names:
+            raise KeyError(f"no NumPy kernel named {name!r}")
+        if name not in self.kernels_used:
+            self.kernels_used.append(name)
+        return name
+
+    def call(self, kernel: str, *args: str) -> str:
+        return f"{self.kernel(kernel)}({', '.join(args)})"
+
+    def x(self, step, i: int = 0) -> str:
+        return self.var(step.inputs[i])
+
+
+def _no_epilogue(step) -> None:
+    if step.activation is not None:  # the schedule fuses activations only into ops that take them
+        raise AssertionError(f"{step.main.name}: {step.main.op.name} cannot run a fused activation")
+
+
+def _lower_conv(step, e: Emitter) -> str:
+    a = step.main.attrs
+    w, b = e.folded_params(step)
+    geometry = [_lit(tuple(a["stride"])), _lit(tuple(a["pads"]))]
+    if tuple(a["kernel"]) == (1, 1) and a["groups"] == 1:
+        return e.call("conv1x1", e.x(step), w, b, *geometry, f"act={e.act(step)}")
+    return e.call("conv2d", e.x(step), w, b, *geometry, f"groups={a['groups']}", f"act={e.act(step)}")
+
+
+def _lower_conv_dw(step, e: Emitter) -> str:
+    a = step.main.attrs
+    w, b = e.folded_params(step)
+    return e.call("conv_dw", e.x(step), w, b, _lit(tuple(a["stride"])), _lit(tuple(a["pads"])), f"act={e.act(step)}")
+
+
+def _lower_fc(step, e: Emitter) -> str:
+    w, b = e.folded_params(step)
+    return e.call("fc", e.x(step), w, b, f"act={e.act(step)}")
+
+
+def _lower_bn(step, e: Emitter) -> str:
+    """A BN that did not fold (its input has other readers, or no conv before it)."""
+    node = step.main
+    p = {local: np.asarray(e.weights[node.param_key(local)], dtype=np.float64) for local in node.params}
+    scale = p["weight"] / np.sqrt(p["running_var"] + node.attrs["eps"])
+    shift = p["bias"] - p["running_mean"] * scale
+    return e.call("scale_shift", e.x(step), e.array(f"{node.name}.scale", scale),
+                  e.array(f"{node.name}.shift", shift), f"act={e.act(step)}")
+
+
+def _lower_pool(kernel: str, global_kernel: str):
+    def lower(step, e: Emitter) -> str:
+        _no_epilogue(step)
+        a = step.main.attrs
+        if a.get("global"):
+            return e.call(global_kernel, e.x(step))
+        return e.call(kernel, e.x(step), _lit(tuple(a["kernel"])), _lit(tuple(a["stride"])), _lit(tuple(a["pads"])))
+
+    return lower
+
+
+def _lower_unary(kernel: str):
+    def lower(step, e: Emitter) -> str:
+        _no_epilogue(step)
+        return e.call(kernel, e.x(step))
+
+    return lower
+
+
+def _lower_add(step, e: Emitter) -> str:
+    return e.call("add", e.x(step, 0), e.x(step, 1), f"act={e.act(step)}")
+
+
+def _lower_mul(step, e: Emitter) -> str:
+    _no_epilogue(step)
+    return e.call("mul", e.x(step, 0), e.x(step, 1))
+
+
+def _lower_concat(step, e: Emitter) -> str:
+    _no_epilogue(step)
+    return e.call("concat", *(e.var(t) for t in step.inputs))
+
+
+def _lower_dropout(step, e: Emitter) -> str:
+    _no_epilogue(step)
+    return f"{e.x(step)}  # identity at inference (p={_lit(float(step.main.attrs.get('p', 0.0)))})"
+
+
+LOWERINGS = {
+    "conv": _lower_conv,
+    "conv dw": _lower_conv_dw,
+    "fc": _lower_fc,
+    "bn": _lower_bn,
+    "max pool": _lower_pool("max_pool", "global_max_pool"),
+    "avg pool": _lower_pool("avg_pool", "global_avg_pool"),
+    "global max pool": _lower_pool("max_pool", "global_max_pool"),
+    "global avg pool": _lower_pool("avg_pool", "global_avg_pool"),
+    "relu": _lower_unary("relu"),
+    "relu6": _lower_unary("relu6"),
+    "sigmoid": _lower_unary("sigmoid"),
+    "hsigmoid": _lower_unary("hsigmoid"),
+    "hswish": _lower_unary("hswish"),
+    "softmax": _lower_unary("softmax"),
+    "flatten": _lower_unary("flatten"),
+    "dropout": _lower_dropout,
+    "add": _lower_add,
+    "mul": _lower_mul,
+    "concat": _lower_concat,
+}
+
+
+def _kernel_functions() -> dict:
+    module = importlib.import_module(KERNELS_MODULE)
+    return {name: fn for name, fn in vars(module).items()
+            if inspect.isfunction(fn) and fn.__module__ == module.__name__}
+
+
+def _kernel_sources(used: list[str], functions: dict) -> list[str]:
+    """The sources of the used kernels and of every kernel function they call, in module order."""
+    needed: set[str] = set()
+    todo = list(used)
+    while todo:
+        name = todo.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        todo.extend(n for n in functions[name].__code__.co_names if n in functions)
+    ordered = sorted(needed, key=lambda n: functions[n].__code__.co_firstlineno)
+    return [inspect.getsource(functions[n]).rstrip() + "\n" for n in ordered]
+
+
+def _step_title(step) -> str:
+    """'conv3.conv + bn + relu': the main node, then the fused ones (short when they share its group)."""
+    group = step.main.name.rpartition(".")[0]
+    parts = [step.main.name]
+    for node in step.fused:
+        prefix, _, last = node.name.rpartition(".")
+        parts.append(last if prefix == group else node.name)
+    return " + ".join(parts)
+
+
+def _count(n: int) -> str:
+    return f"{n:,}"
+
+
+def _spec_params(graph: Graph) -> str:
+    parts = []
+    for key in sorted(graph.params):
+        value = graph.params[key]
+        parts.append(f"{key}={_lit(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value}")
+    return ", ".join(parts)
+
+
+def generate(graph: Graph, weights: dict, name: str) -> tuple[str, bytes]:
+    """The source of <name>.py and the bytes of <name>.npz, for `graph` with `weights`."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    from ..analysis.schedule import schedule
+    from ..resources import templates_dir
+    from ..weights import check_weights, fold_bn, npz_bytes
+
+    weights = check_weights(weights, graph)
+    steps = schedule(graph)
+    functions = _kernel_functions()
+    e = Emitter(graph, weights, set(functions))
+    e.folded = fold_bn(graph, steps, weights)
+    calls = []
+    for step in steps:
+        main = step.main
+        lower = LOWERINGS.get(main.op.name)
+        if lower is None:
+            raise NotImplementedError(f"the numpy target has no lowering for op '{main.op.name}'")
+        code = lower(step, e)
+        names = _step_title(step)
+        ins = ", ".join(str(graph.shape_of(t)) for t in step.inputs)
+        macs = sum(n.macs for n in step.nodes)
+        cost = f", {_count(macs)} mult-adds" if macs else ""
+        calls.append({
+            "line": f"line {main.row.line}: {' '.join(main.row.text.split('#')[0].split())}",
+            "what": f"{names}: {ins} -> {step.out_shape}{cost}",
+            "var": e.var(step.output),
+            "code": code,
+        })
+    layers = [(step.output, e.var(step.output)) for step in steps]
+    out = graph.output_shape
+    env = Environment(loader=FileSystemLoader(str(templates_dir() / "numpy")), undefined=StrictUndefined,
+                      keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    source = env.get_template("module.py.j2").render(
+        name=name,
+        network=graph.name,
+        spec=Path(graph.source_name).name,
+        params=_spec_params(graph),
+        input_shape=_lit(tuple(graph.input_shape.chw)),
+        output_shape=_lit(tuple(out.chw)),
+        input_dims=", ".join(map(str, graph.input_shape.chw)),
+        output_dims=", ".join(map(str, out.chw)),
+        kernels=_kernel_sources(e.kernels_used, functions),
+        kernels_module=KERNELS_MODULE,
+        calls=calls,
+        output_var=e.var(graph.output),
+        layers=layers,
+        total_mult_adds=_count(sum(n.macs for n in graph.nodes)),
+    )
+    return source, npz_bytes(e.arrays)
+
+
+def compile(graph: Graph, weights: dict, outdir, name: str) -> list[Path]:
+    """Write <outdir>/<name>.py and <outdir>/<name>.npz, all or nothing."""
+    from ..fsutil import write_files_atomically
+
+    _check_name(name)
+    source, npz = generate(graph, weights, name)
+    return write_files_atomically(outdir, {f"{name}.py": source, f"{name}.npz": npz})
+
+
+def _check_name(name: str) -> None:
+    from ..errors import ArchError
+
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise ArchError(f"--name {name!r}: the NumPy runtime is a Python module, its name must be an identifier",
+                        None, "e.g. --name mobilenet_v1")
+
+
+def load_module(outdir, name: str):
+    """Import the generated <outdir>/<name>.py as a fresh module (not added to sys.modules)."""
+    path = Path(outdir) / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"archdsl_generated_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(outdir, name: str, x) -> np.ndarray:
+    """Run the generated runtime on an NCHW float32 batch."""
+    return load_module(outdir, name).run(x)
+
+
+def run_layers(outdir, name: str, x) -> dict[str, np.ndarray]:
+    """Every fused step's output, by the name of its last node (e.g. 'conv3.relu')."""
+    layers: dict[str, np.ndarray] = {}
+    load_module(outdir, name).run(x, layers=layers)
+    return layers
+
+
+__all__ = ["NAME", "EXTRA", "LOWERINGS", "REFERENCE", "unavailable", "compile", "run", "run_layers",
+           "reference_forward", "generate"]

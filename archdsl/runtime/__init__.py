@@ -1,0 +1,1 @@
+"""Kernel code that generated runtimes copy (NumPy) or ship (C)."""
