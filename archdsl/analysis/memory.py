@@ -56,37 +56,44 @@ def plan_memory(graph: Graph, steps: list[Step] | None = None, elem_bytes: int =
         buffers.append(Buffer(len(buffers), _aligned(numel * elem_bytes), first, first))
         buffer_of[tensor] = len(buffers) - 1
 
+    def assign(tensor: str, index: int) -> None:
+        buffer_of[tensor] = index
+        buffers[index].last = max(buffers[index].last, last_read.get(tensor, buffers[index].first))
+
     new_buffer(graph.input_name, graph.input_shape.numel, -1)
+    assign(graph.input_name, 0)
     for k, st in enumerate(steps):
         main = st.main
-        src = st.inputs[0]
-        src_buf = buffers[buffer_of[src]]
+        src_buf = buffers[buffer_of[st.inputs[0]]]
+        # buf.last is the last read of every tensor in the buffer so far: in place is safe
+        # when nothing reads the buffer after this step.
         reuse = main.op.alias_input or (
-            main.op.elementwise and last_read.get(src, -1) == k
-            and src_buf.size >= _aligned(st.out_shape.numel * elem_bytes)
-            and all(last_read.get(t, -1) <= k for t, b in buffer_of.items() if b == src_buf.index))
+            main.op.elementwise and src_buf.last == k
+            and src_buf.size >= _aligned(st.out_shape.numel * elem_bytes))
         if reuse:
-            buffer_of[st.output] = src_buf.index
+            assign(st.output, src_buf.index)
         else:
             new_buffer(st.output, st.out_shape.numel, k)
+            assign(st.output, len(buffers) - 1)
         for node in st.nodes[:-1]:  # names inside a fused step share its output
             buffer_of.setdefault(node.name, buffer_of[st.output])
-    for t, b in buffer_of.items():
-        buf = buffers[b]
-        buf.last = max(buf.last, last_read.get(t, buf.first))
 
-    placed: list[Buffer] = []
+    # Who is alive at each step, so placement only looks at buffers that overlap in time.
+    live: dict[int, list[Buffer]] = {}
+    for buf in buffers:
+        for k in range(buf.first, buf.last + 1):
+            live.setdefault(k, []).append(buf)
+    peak = max(sum(b.size for b in bufs) for bufs in live.values())
+
+    placed: set[int] = set()
     for buf in sorted(buffers, key=lambda b: (-b.size, b.first)):
+        neighbours = {o.index: o for k in range(buf.first, buf.last + 1) for o in live[k] if o.index in placed}
         offset = 0
-        for other in sorted((o for o in placed if o.first <= buf.last and buf.first <= o.last),
-                            key=lambda o: o.offset):
+        for other in sorted(neighbours.values(), key=lambda o: o.offset):
             if offset + buf.size <= other.offset:
                 break
             offset = max(offset, other.offset + other.size)
         buf.offset = offset
-        placed.append(buf)
+        placed.add(buf.index)
     arena = max((b.offset + b.size for b in buffers), default=0)
-    peak = 0
-    for k in range(-1, len(steps) + 1):
-        peak = max(peak, sum(b.size for b in buffers if b.first <= k <= b.last))
     return MemoryPlan(buffer_of, buffers, arena, peak)
