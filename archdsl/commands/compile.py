@@ -1,0 +1,95 @@
+"""`archdsl compile`: one spec to one target's files (NumPy, PyTorch, ONNX or C)."""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import ArchError
+
+
+def load_target(name: str):
+    """The target module, usable now; an ArchError saying why not otherwise."""
+    from .. import backends
+
+    module_name = backends.TARGETS.get(name)
+    try:
+        target = backends.load(name)
+    except ModuleNotFoundError as e:
+        if e.name == module_name:
+            raise ArchError(f"the {name} target is not part of this installation", None,
+                            f"available targets: {', '.join(available_targets())}") from None
+        raise ArchError(f"the {name} target needs the Python package '{e.name}', which is not installed", None,
+                        f"pip install 'archdsl[{name}]'") from None
+    reason = target.unavailable()
+    if reason:
+        extra = getattr(target, "EXTRA", None)
+        raise ArchError(f"the {name} target is unavailable: {reason}", None,
+                        f"pip install 'archdsl[{extra}]'" if extra else None)
+    return target
+
+
+def available_targets() -> list[str]:
+    import importlib.util
+
+    from .. import backends
+
+    return [t for t, mod in backends.TARGETS.items() if importlib.util.find_spec(mod) is not None]
+
+
+def get_weights(graph, weights: Optional[Path], seed: int):
+    from ..weights import init_weights, load_weights
+
+    return load_weights(weights, graph) if weights is not None else init_weights(graph, seed)
+
+
+def compile_target(target, graph, weights, outdir: Path, name: str, prefix: Optional[str] = None) -> list[Path]:
+    """Call target.compile, passing `prefix` to targets that take one (the C target's symbol prefix)."""
+    kwargs = {}
+    if prefix is not None:
+        if "prefix" not in inspect.signature(target.compile).parameters:
+            raise ArchError(f"--prefix does not apply to the {target.NAME} target", None,
+                            "--prefix names the C runtime's symbols; use --name for the file names")
+        kwargs["prefix"] = prefix
+    return list(target.compile(graph, weights, outdir, name, **kwargs))
+
+
+def register(app: typer.Typer) -> None:
+    from ..cli import SET_HELP, load_graph, user_errors
+
+    @app.command("compile")
+    @user_errors
+    def compile_cmd(
+        spec: Path = typer.Argument(..., help="The .arch spec file."),
+        target: str = typer.Option(..., "--target", "-t", metavar="numpy|torch|onnx|c",
+                                   help="What to generate: numpy (a standalone .py + .npz), torch (an nn.Module), "
+                                        "onnx (a .onnx graph) or c (a C99 runtime for microcontrollers)."),
+        out: Path = typer.Option(..., "--out", "-o", metavar="DIR",
+                                 help="Folder to write into (created if needed). Files are written all or nothing."),
+        set_: Optional[List[str]] = typer.Option(None, "--set", metavar="NAME=VALUE", help=SET_HELP),
+        weights: Optional[Path] = typer.Option(None, "--weights", "-w", metavar="FILE",
+                                               help="Weights: .npz (keys are the IR parameter names, e.g. "
+                                                    "conv3.conv.weight), a PyTorch state_dict .pt (loaded with "
+                                                    "weights_only=True) or an .onnx model. Default: a seeded init."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the default weight init (ignored with --weights)."),
+        name: Optional[str] = typer.Option(None, "--name", metavar="NAME",
+                                           help="Base name of the generated files (default: the network's name)."),
+        prefix: Optional[str] = typer.Option(None, "--prefix", metavar="NAME",
+                                             help="C target only: prefix of the public symbols (default: NAME)."),
+    ):
+        """Compile a spec to a target. The same spec, weights and options give the same bytes.
+
+        Examples:
+
+          archdsl compile specs/mobilenet_v1.arch --target numpy -o build/np --set alpha=0.5
+
+          archdsl compile specs/mobilenet_v1.arch --target c -o build/c --weights model.pt
+        """
+        tgt = load_target(target)
+        graph = load_graph(spec, set_)
+        w = get_weights(graph, weights, seed)
+        written = compile_target(tgt, graph, w, out, name or graph.name, prefix)
+        for path in written:
+            typer.echo(f"wrote {path} ({Path(path).stat().st_size:,} bytes)")

@@ -1,0 +1,205 @@
+"""`archdsl verify`: build every target on the same weights and input, compare with the reference.
+
+The reference is archdsl.backends.numpy_target.reference_forward (unfused, float64).
+Tolerance, per compared tensor `ref` (documented and justified in docs/targets.md):
+
+    |out - ref| <= atol + rtol * |ref|   elementwise,  atol = 1e-4 * max|ref| + 1e-5,  rtol = 1e-3
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import ArchError
+
+ATOL_SCALE = 1e-4  # atol = ATOL_SCALE * max|ref| + ATOL_FLOOR
+ATOL_FLOOR = 1e-5
+RTOL = 1e-3
+DEFAULT_TARGETS = ("numpy", "torch", "onnx", "c")
+
+
+@dataclass
+class Comparison:
+    max_abs: float
+    max_rel: float  # max |out - ref| / max(|ref|, atol)
+    atol: float
+    ok: bool
+    where: tuple | None = None  # index of the largest excess over the tolerance
+
+
+def compare(out, ref) -> Comparison:
+    """Compare a target's tensor with the reference's under the scale-aware tolerance.
+    Shapes must hold the same number of elements per image (an (N, C) output is
+    compared with an (N, C, 1, 1) reference)."""
+    import numpy as np
+
+    ref = np.asarray(ref, dtype=np.float64)
+    out = np.asarray(out, dtype=np.float64)
+    if out.size != ref.size:
+        raise ValueError(f"shape {out.shape} does not match the reference's {ref.shape}")
+    out = out.reshape(ref.shape)
+    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    atol = ATOL_SCALE * scale + ATOL_FLOOR
+    diff = np.abs(out - ref)
+    diff = np.where(np.isnan(diff), np.inf, diff)  # NaN is never within tolerance
+    excess = diff - (atol + RTOL * np.abs(ref))
+    ok = bool(np.all(excess <= 0))
+    max_abs = float(diff.max()) if diff.size else 0.0
+    max_rel = float((diff / np.maximum(np.abs(ref), atol)).max()) if diff.size else 0.0
+    where = None if ok else tuple(int(i) for i in np.unravel_index(int(np.argmax(excess)), ref.shape))
+    return Comparison(max_abs, max_rel, atol, ok, where)
+
+
+@dataclass
+class TargetResult:
+    target: str
+    status: str  # ok | FAIL | skipped | error
+    detail: str = ""
+    cmp: Comparison | None = None
+    layers: str = "-"  # how many layers run_layers() exposed and were compared
+    notes: list[str] = field(default_factory=list)
+
+
+def first_divergence(graph, layers: dict, ref_layers: dict) -> tuple[str, Comparison] | None:
+    """The first node, in execution order, whose output the target exposes and which is out of tolerance."""
+    for node in graph.nodes:
+        if node.name in layers and node.name in ref_layers:
+            c = compare(layers[node.name], ref_layers[node.name])
+            if not c.ok:
+                return node.name, c
+    return None
+
+
+def verify_target(name: str, graph, weights, x, ref, ref_layers, workdir: Path) -> TargetResult:
+    """Build and run one target; compare its output, and every layer it exposes through
+    run_layers(), with the reference. The first layer out of tolerance is named."""
+    from .compile import load_target
+
+    try:
+        target = load_target(name)
+    except ArchError as e:
+        return TargetResult(name, "skipped", e.diagnostics[0].message)
+    outdir = workdir / name
+    try:
+        target.compile(graph, weights, outdir, graph.name)
+        out = target.run(outdir, graph.name, x)
+        cmp = compare(out, ref)
+    except ArchError as e:
+        return TargetResult(name, "error", e.diagnostics[0].message)
+    except Exception as e:  # a target that crashes is a failed verification, reported, not a traceback
+        return TargetResult(name, "error", f"{type(e).__name__}: {e}".splitlines()[0])
+    result = TargetResult(name, "ok" if cmp.ok else "FAIL", cmp=cmp)
+    if not cmp.ok:
+        result.detail = f"output index {cmp.where}"
+    run_layers = getattr(target, "run_layers", None)
+    if run_layers is None:
+        result.layers = "no run_layers()"
+        if not cmp.ok:
+            result.notes.append(f"the {name} target does not expose run_layers(), so the first diverging "
+                                "layer cannot be named")
+        return result
+    try:
+        layers = run_layers(outdir, graph.name, x)
+        found = first_divergence(graph, layers, ref_layers)
+    except Exception as e:
+        result.status, result.detail = "error", f"run_layers(): {type(e).__name__}: {e}".splitlines()[0]
+        return result
+    result.layers = f"{sum(1 for n in graph.nodes if n.name in layers)}/{len(graph.nodes)}"
+    if found is not None:
+        layer, c = found
+        node = graph.node(layer)
+        line = " ".join(node.row.text.split("#")[0].split())
+        result.status = "FAIL"
+        result.detail = f"layer {layer}"
+        result.notes.append(f"first diverging layer: {layer} ({node.op.name}, line {node.row.line}: {line}): "
+                            f"max abs diff {c.max_abs:.3g}, tolerance {c.atol:.3g} + {RTOL:g}*|ref| "
+                            f"(largest excess at index {c.where})")
+    elif not cmp.ok:
+        result.notes.append("every layer the target exposes is within tolerance; the divergence comes after "
+                            "the last exposed layer")
+    return result
+
+
+def run_verify(graph, targets: list[str], seed: int, batch: int) -> list[TargetResult]:
+    from ..backends.numpy_target import reference_forward
+    from ..weights import init_weights
+    import numpy as np
+
+    weights = init_weights(graph, seed)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, *graph.input_shape.chw)).astype(np.float32)
+    ref, ref_layers = reference_forward(graph, weights, x, keep=True)
+    with tempfile.TemporaryDirectory(prefix="archdsl-verify-") as tmp:
+        return [verify_target(t, graph, weights, x, ref, ref_layers, Path(tmp)) for t in targets]
+
+
+def parse_targets(text: str) -> list[str]:
+    from .. import backends
+    from ..errors import did_you_mean
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise ArchError("--targets is empty", None, f"e.g. --targets {','.join(DEFAULT_TARGETS)}")
+    for t in names:
+        if t not in backends.TARGETS:
+            guess = did_you_mean(t, list(backends.TARGETS))
+            raise ArchError(f"unknown target '{t}'", None,
+                            f"did you mean '{guess}'?" if guess else f"targets: {', '.join(backends.TARGETS)}")
+    return list(dict.fromkeys(names))
+
+
+def register(app: typer.Typer) -> None:
+    from ..cli import SET_HELP, load_graph, user_errors
+
+    @app.command("verify")
+    @user_errors
+    def verify_cmd(
+        spec: Path = typer.Argument(..., help="The .arch spec file."),
+        set_: Optional[List[str]] = typer.Option(None, "--set", metavar="NAME=VALUE", help=SET_HELP),
+        targets: str = typer.Option(",".join(DEFAULT_TARGETS), "--targets", metavar="T1,T2,...",
+                                    help="Targets to build and compare with the NumPy reference."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the weights and of the random input."),
+        batch: int = typer.Option(2, "--batch", min=1, help="Images in the random input batch."),
+    ):
+        """Build each target on the same seeded weights and input and compare it with the reference.
+
+        The reference runs the graph node by node, unfused, in float64. A target passes when every
+        output element is within atol + rtol*|ref| (atol = 1e-4*max|ref| + 1e-5, rtol = 1e-3).
+        On a failure the first diverging layer is named. Exit code 1 when any target fails;
+        targets whose extra is not installed are skipped with the reason.
+        """
+        from rich.console import Console
+        from rich.table import Table
+
+        names = parse_targets(targets)
+        graph = load_graph(spec, set_)
+        results = run_verify(graph, names, seed, batch)
+
+        console = Console(width=max(100, Console().width), highlight=False)
+        table = Table(title=f"{graph.name}: {len(graph.nodes)} nodes, input {batch}x{graph.input_shape.c}x"
+                            f"{graph.input_shape.h}x{graph.input_shape.w} (NCHW), seed {seed}",
+                      title_justify="left")
+        for col in ("target", "max abs diff", "max rel diff", "tolerance", "layers checked", "status"):
+            table.add_column(col, justify="left" if col in ("target", "status") else "right")
+        for r in results:
+            c = r.cmp
+            status = r.status if not r.detail else f"{r.status}: {r.detail}"
+            if c is None:
+                table.add_row(r.target, "-", "-", "-", r.layers, status)
+            else:
+                table.add_row(r.target, f"{c.max_abs:.3g}", f"{c.max_rel:.3g}",
+                              f"{c.atol:.3g} + {RTOL:g}*|ref|", r.layers, status)
+        console.print(table)
+        for r in results:
+            for note in r.notes:
+                console.print(f"{r.target}: {note}")
+        failed = [r.target for r in results if r.status in ("FAIL", "error")]
+        if failed:
+            typer.echo(f"verify: {', '.join(failed)} out of tolerance or failed", err=True)
+            raise typer.Exit(1)
+        checked = [r.target for r in results if r.status == "ok"]
+        console.print(f"ok: {', '.join(checked) if checked else 'no target'} within tolerance")
