@@ -1,0 +1,39 @@
+/* Activations: the epilogue every kernel runs on its freshly written output (while it is in cache). */
+#include <math.h>
+
+#include "archdsl_rt.h"
+
+void arch_activate(float *x, int n, int act)
+{
+    int i;
+    switch (act) {
+    case ARCH_ACT_RELU:
+        for (i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    case ARCH_ACT_RELU6:
+        for (i = 0; i < n; i++) {
+            float v = x[i] > 0.0f ? x[i] : 0.0f;
+            x[i] = v < 6.0f ? v : 6.0f;
+        }
+        break;
+    case ARCH_ACT_SIGMOID:
+        for (i = 0; i < n; i++) x[i] = 1.0f / (1.0f + expf(-x[i]));
+        break;
+    case ARCH_ACT_HSIGMOID:
+        for (i = 0; i < n; i++) {
+            float v = x[i] + 3.0f;
+            v = v > 0.0f ? v : 0.0f;
+            x[i] = (v < 6.0f ? v : 6.0f) / 6.0f;
+        }
+        break;
+    case ARCH_ACT_HSWISH:
+        for (i = 0; i < n; i++) {
+            float v = x[i] + 3.0f;
+            v = v > 0.0f ? v : 0.0f;
+            x[i] = x[i] * (v < 6.0f ? v : 6.0f) / 6.0f;
+        }
+        break;
+    default: /* ARCH_ACT_NONE */
+        break;
+    }
+}
