@@ -14,7 +14,7 @@ from . import ops
 from .errors import ArchError, Loc, did_you_mean
 from .exprs import Scope, as_int, evaluate, evaluate_value, make_divisible, refers_to_input, round_half_up
 from .ir import Graph, Node, RowRef, TensorShape
-from .syntax import (AfterStmt, BlockDef, InputStmt, Num, PostOp, ResolutionStmt, Row, ShapeLit, Spec,
+from .syntax import (AfterStmt, BlockDef, DefaultsStmt, InputStmt, Num, PostOp, ResolutionStmt, Row, ShapeLit, Spec,
                      WidthStmt, Word)
 
 STRUCTURAL = ("residual", "scale", "concat", "branch", "shortcut")
@@ -113,6 +113,7 @@ class _Elaborator:
         self.input_stmt: InputStmt | None = None
         self.input_ready = False
         self.after: dict[str, tuple[PostOp, ...]] = {}
+        self.defaults: dict[str, dict] = {}  # op name -> {option key: Option}
         self.blocks: dict[str, BlockDef] = {}
 
     # ------------------------------------------------------------ driver
@@ -152,6 +153,8 @@ class _Elaborator:
                 self.rho = float(rho)
             elif isinstance(st, AfterStmt):
                 self.set_after(st)
+            elif isinstance(st, DefaultsStmt):
+                self.set_defaults(st)
             elif isinstance(st, BlockDef):
                 if st.name.lower() in self.blocks or ops.lookup(st.name) or st.name.lower() in STRUCTURAL:
                     raise ArchError(f"block name '{st.name}' is already taken", st.loc)
@@ -201,6 +204,30 @@ class _Elaborator:
                                 f"did you mean '{guess}'?" if guess else None)
         self.after[op.name] = tuple(p for p in st.post if p.name.lower() != "none")
 
+    def set_defaults(self, st: DefaultsStmt) -> None:
+        op = ops.lookup(st.op)
+        if op is None:
+            guess = did_you_mean(st.op, ops.op_names())
+            raise ArchError(f"unknown layer type '{st.op}'", st.op_loc, f"did you mean '{guess}'?" if guess else None)
+        family = [o for o in ops.REGISTRY.values() if o.name == op.name or o.name.startswith(op.name + " ")]
+        known = sorted({k for o in family for k in o.options})
+        for opt in st.options:
+            if opt.key not in known:
+                guess = did_you_mean(opt.key, known)
+                raise ArchError(f"'{op.name}' has no option '{opt.key}'", opt.loc,
+                                f"did you mean '{guess}='?" if guess else
+                                f"options: {', '.join(known) or '(none)'}")
+        entry = dict(self.defaults.get(op.name, {}))
+        entry.update({opt.key: opt for opt in st.options})
+        self.defaults[op.name] = entry
+
+    def option_defaults(self, op) -> dict:
+        """Options from `defaults` lines that apply to `op`: `defaults conv:` covers conv and conv dw;
+        a line naming the op itself wins."""
+        merged = dict(self.defaults.get(op.name.split()[0], {})) if op.name.split()[0] != op.name else {}
+        merged.update(self.defaults.get(op.name, {}))
+        return {k: v for k, v in merged.items() if k in op.options}
+
     # ------------------------------------------------------------ rows
     def row(self, row: Row, names: NameScope, env: dict, cur: str, first_copy: bool) -> str:
         sc = self.scope(env, cur)
@@ -248,7 +275,7 @@ class _Elaborator:
             args.filter_from_input = tuple(refers_to_input(d) for d in row.filter.dims)
         elif row.dw:
             raise ArchError("'dw' without a filter shape", row.words_loc)
-        for opt in row.options:
+        for opt in (*self.option_defaults(op).values(), *row.options):
             if opt.key not in ops.base.ROW_OPTIONS:
                 args.options[opt.key] = (evaluate_value(opt.value, sc), opt.loc)
         args.flags = {f.name: f.loc for f in row.flags}
@@ -326,7 +353,7 @@ class _Elaborator:
         used: dict[str, int] = {}
         for post_op, options, loc in post:
             args = ops.RowArgs(op_loc=loc, in_shapes=(self.shapes[cur],), at_defaults=self.checks)
-            for opt in options:
+            for opt in (*self.option_defaults(post_op).values(), *options):
                 args.options[opt.key] = (evaluate_value(opt.value, sc), opt.loc)
             attrs = post_op.configure(args)
             used[post_op.short] = used.get(post_op.short, 0) + 1

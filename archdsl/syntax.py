@@ -170,6 +170,16 @@ class AfterStmt:
 
 
 @dataclass(frozen=True)
+class DefaultsStmt:
+    """`defaults conv: pad=same_tf bias=yes`: option defaults for every row of an op type."""
+
+    op: str
+    op_loc: Loc
+    options: tuple  # of Option
+    loc: Loc
+
+
+@dataclass(frozen=True)
 class BlockDef:
     name: str
     params: tuple  # of Param
@@ -395,6 +405,13 @@ class _Builder:
                     post[-1] = PostOp(last.name, last.options + (opt,), last.loc)
             op_loc = Loc(words[0].line, words[0].column, len(" ".join(words)))
             return AfterStmt(" ".join(str(w).lower() for w in words), op_loc, tuple(post), loc)
+        if kind == "defaults_stmt":
+            words = [c for c in ch if getattr(c, "type", None) == "NAME"]
+            keys = [c for c in ch if getattr(c, "type", None) == "OPTKEY"]
+            values = [c for c in ch if getattr(c, "data", None) == "value"]
+            options = tuple(Option(str(k)[:-1], _value(v), _token_loc(k)) for k, v in zip(keys, values))
+            op_loc = Loc(words[0].line, words[0].column, len(" ".join(words)))
+            return DefaultsStmt(" ".join(str(w).lower() for w in words), op_loc, options, loc)
         if kind == "block_def":
             name_tok = ch[0]
             params = tuple(self.param(p, need_default=False) for p in ch[1:-1])

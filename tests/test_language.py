@@ -212,3 +212,12 @@ def test_params_conventions_on_a_small_net():
     assert t["params_with_bn"] == t["params_with_bias"] + 2 * 8
     assert t["params_keras"] == t["params_with_bn"] + 2 * 8
     assert t["params_folded"] == t["params"] + 8 + 10  # folded conv bias + fc bias
+
+
+def test_defaults_set_options_for_an_op_family_and_rows_override():
+    g = parse_text("network t(a = 1)\ninput 32x32x3\ndefaults conv: pad=same_tf bias=yes\ndefaults bn: eps=0.001\n"
+                   "after conv: bn relu\nconv / s2 3x3x3x8\nconv dw / s2 3x3x8 dw\nconv 1x1x8x8 pad=valid bias=no\n")
+    assert g.node("conv1.conv").attrs["pads"] == (0, 0, 1, 1) and g.node("conv1.conv").attrs["bias"]
+    assert g.node("dw1.dw").attrs["pads"] == (0, 0, 1, 1) and "bias" in g.node("dw1.dw").params
+    assert g.node("conv2.conv").attrs["pads"] == (0, 0, 0, 0) and not g.node("conv2.conv").attrs["bias"]
+    assert all(n.attrs["eps"] == 0.001 for n in g.nodes if n.op.name == "bn")
