@@ -335,8 +335,9 @@ def _step_comment(step) -> str:
     return _comment(text)
 
 
-def generate(graph, weights: dict, name: str) -> dict[str, str]:
-    """{relative file name: text} for `graph` (no file system access besides the templates)."""
+def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict[str, str]:
+    """{relative file name: text} for `graph`. Files are named after `name`; the public C symbols
+    and macros after `prefix` (default: `name`, made a C identifier)."""
     import jinja2
 
     from ..analysis.costs import totals
@@ -344,13 +345,17 @@ def generate(graph, weights: dict, name: str) -> dict[str, str]:
     from ..analysis.schedule import schedule
     from ..weights import fold_bn
 
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise ArchError(f"'{name}' is not a C identifier, so it cannot prefix the generated API",
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+        raise ArchError(f"'{name}' cannot name the generated C files", None,
+                        "use letters, digits, '_', '-' and '.', e.g. --name my_net")
+    prefix = prefix if prefix is not None else c_ident(name)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
+        raise ArchError(f"--prefix '{prefix}' is not a C identifier, so it cannot prefix the generated API",
                         None, "use letters, digits and underscores, not starting with a digit, e.g. --prefix my_net")
     steps = schedule(graph)
     plan = plan_memory(graph, steps)
     folded = fold_bn(graph, steps, weights)
-    e = Emitter(graph, name, weights, folded, plan)
+    e = Emitter(graph, prefix, weights, folded, plan)
 
     calls = []
     for step in steps:
@@ -377,7 +382,7 @@ def generate(graph, weights: dict, name: str) -> dict[str, str]:
     runtime = sorted(e.runtime)
     inp, out = graph.input_shape, graph.output_shape
     ctx = {
-        "p": name, "P": name.upper(), "graph": graph, "spec": Path(graph.source_name).name,
+        "name": name, "p": prefix, "P": prefix.upper(), "graph": graph, "spec": Path(graph.source_name).name,
         "params": ", ".join(f"{k}={v}" for k, v in graph.params.items()),
         "inp": inp, "out": out, "arena_bytes": plan.arena_bytes, "arena_floats": plan.arena_bytes // 4,
         "calls": calls, "tensors": tensors, "arrays": e.arrays, "runtime": runtime,
@@ -406,10 +411,10 @@ def generate(graph, weights: dict, name: str) -> dict[str, str]:
     return files
 
 
-def compile(graph, weights, outdir, name) -> list[Path]:
+def compile(graph, weights, outdir, name, prefix: str | None = None) -> list[Path]:
     from ..fsutil import write_files_atomically
 
-    return write_files_atomically(outdir, generate(graph, weights, name))
+    return write_files_atomically(outdir, generate(graph, weights, name, prefix))
 
 
 # ---------------------------------------------------------------- building
@@ -517,8 +522,12 @@ def _batch(graph_in_shape, x: np.ndarray) -> np.ndarray:
 
 def read_shapes(outdir, name: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """(input CHW, output CHW) from the generated header, so `run` needs only the folder."""
-    text = (Path(outdir) / f"{name}.h").read_text(encoding="utf-8")
-    P = name.upper()
+    path = Path(outdir) / f"{name}.h"
+    if not path.is_file():
+        raise ArchError(f"{path} is missing: was the folder written by `archdsl compile --target c`?")
+    text = path.read_text(encoding="utf-8")
+    m = re.search(r"#define (\w+)_LAYOUT_NCHW 1", text)
+    P = m.group(1) if m else name.upper()
 
     def get(macro):
         m = re.search(rf"#define {P}_{macro}\s+(\d+)", text)
