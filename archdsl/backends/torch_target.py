@@ -488,12 +488,11 @@ class Plan:
         rows = {}
         for n in nodes:
             rows.setdefault(n.row.line, n.row)
-        if len(rows) == 1:
-            row = next(iter(rows.values()))
-            text = row.text.split("#", 1)[0].rstrip().rstrip("{").strip()
-            return re.sub(r"\s{2,}|\t", "  ", text)  # the spec's column gaps, two spaces wide
-        lines = sorted(rows)
-        return f"spec lines {lines[0]}-{lines[-1]}"
+        texts = [_row_text(rows[k]) for k in sorted(rows)]
+        joined = "; ".join(texts)
+        if len(texts) == 1 or len(joined) <= 72:
+            return joined
+        return f"spec lines {min(rows)}-{max(rows)}"
 
     # -- forward_layers
     def layer_lines(self) -> list[str]:
@@ -533,6 +532,12 @@ def class_name(graph: Graph) -> str:
 
 def _source_name(graph: Graph) -> str:
     return Path(graph.source_name.replace("\\", "/")).name  # never an absolute path in the file
+
+
+def _row_text(row) -> str:
+    """A spec row for a comment: no trailing comment or brace, column gaps two spaces wide."""
+    text = row.text.split("#", 1)[0].rstrip().rstrip("{").strip()
+    return re.sub(r"[ \t]{2,}|\t", "  ", text)
 
 
 def _align(lines: list[tuple[str, str]]) -> list[str]:
