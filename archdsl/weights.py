@@ -13,6 +13,7 @@ input: `.npz` is read without pickle and `.pt` with `torch.load(weights_only=Tru
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 import zlib
 from pathlib import Path
@@ -73,6 +74,9 @@ def init_weights(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    if not zipfile.is_zipfile(path):
+        raise ArchError("not a readable .npz file (not a zip archive)", None,
+                        "save weights with archdsl.weights.save_npz or np.savez")
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
@@ -94,10 +98,14 @@ def _load_pt(path: Path) -> dict[str, np.ndarray]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ArchError(f"refused to load: the file holds code, not just tensors ({first})", None,
-                        "weight files are loaded with torch.load(weights_only=True); save a plain "
-                        "model.state_dict() with torch.save") from None
+        # torch's message advises weights_only=False; never repeat that, keep its diagnosis only
+        m = re.search(r"WeightsUnpickler error:\s*(.*?)(?:\.\s|\n|$)", str(e))
+        detail = m.group(1).strip() if m else type(e).__name__
+        if "global" in detail.lower():
+            raise ArchError(f"refused to load: the file holds code, not just tensors ({detail})", None,
+                            "weight files are loaded with torch.load(weights_only=True); save a plain "
+                            "model.state_dict() with torch.save") from None
+        raise ArchError(f"not a readable PyTorch file ({detail})") from None
     except Exception as e:  # torch raises RuntimeError / EOFError / zipfile errors for damaged files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ArchError(f"not a readable PyTorch file ({first})") from None
