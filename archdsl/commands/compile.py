@@ -32,11 +32,21 @@ def load_target(name: str):
 
 
 def available_targets() -> list[str]:
+    """Targets whose module is part of this installation (usable or not)."""
     import importlib.util
+    import sys
 
     from .. import backends
 
-    return [t for t, mod in backends.TARGETS.items() if importlib.util.find_spec(mod) is not None]
+    def present(module: str) -> bool:
+        if module in sys.modules:
+            return True
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            return False
+
+    return [t for t, mod in backends.TARGETS.items() if present(mod)]
 
 
 def get_weights(graph, weights: Optional[Path], seed: int):

@@ -187,7 +187,7 @@ def register(app: typer.Typer) -> None:
             table.add_column(col, justify="left" if col in ("target", "status") else "right")
         for r in results:
             c = r.cmp
-            status = r.status if not r.detail else f"{r.status}: {r.detail}"
+            status = f"{r.status}: {r.detail}" if r.detail and r.status == "FAIL" else r.status
             if c is None:
                 table.add_row(r.target, "-", "-", "-", r.layers, status)
             else:
@@ -195,8 +195,10 @@ def register(app: typer.Typer) -> None:
                               f"{c.atol:.3g} + {RTOL:g}*|ref|", r.layers, status)
         console.print(table)
         for r in results:
+            if r.status in ("skipped", "error"):
+                console.print(f"{r.target}: {r.status}: {r.detail}", soft_wrap=True, markup=False)
             for note in r.notes:
-                console.print(f"{r.target}: {note}")
+                console.print(f"{r.target}: {note}", soft_wrap=True, markup=False)
         failed = [r.target for r in results if r.status in ("FAIL", "error")]
         if failed:
             typer.echo(f"verify: {', '.join(failed)} out of tolerance or failed", err=True)
