@@ -254,9 +254,8 @@ def _reserved_names() -> set[str]:
 class Plan:
     """Everything the template needs, derived from the graph."""
 
-    def __init__(self, graph: Graph, name: str):
+    def __init__(self, graph: Graph):
         self.graph = graph
-        self.name = name
         self.users = graph.consumers()
         self.index = {n.name: i for i, n in enumerate(graph.nodes)}
         self.lowered: dict[str, Lowering] = {}
@@ -450,7 +449,10 @@ class Plan:
             elif dying:
                 target = dying[0]
             else:
-                target = next((p for p in pool if p not in in_use), None) or f"t{len(in_use)}"
+                target = next((p for p in pool if p not in in_use), None)
+                k = len(pool)
+                while target is None or target in in_use:
+                    target, k = f"t{k}", k + 1
             for v in dying:
                 if v != target:
                     in_use.discard(v)
@@ -559,7 +561,7 @@ def module_source(graph: Graph, name: str) -> str:
 
     from ..resources import templates_dir
 
-    plan = Plan(graph, name)
+    plan = Plan(graph)
     params = ", ".join(f"{k}={_num(v) if isinstance(v, (int, float)) else v}" for k, v in graph.params.items())
     n_params = sum(spec.numel for _, spec in graph.parameters() if spec.role in ("weight", "bias"))
     macs = sum(n.macs for n in graph.nodes)
@@ -585,7 +587,7 @@ def state_dict(graph: Graph, weights: dict[str, np.ndarray]):
 
     weights = check_weights(weights, graph, "the weights")
     sd = OrderedDict()
-    for key, ir_key in Plan(graph, graph.name).state_keys():
+    for key, ir_key in Plan(graph).state_keys():
         if ir_key is None:
             sd[key] = torch.tensor(0, dtype=torch.long)
         else:
