@@ -1,0 +1,45 @@
+"""Importing trained weights from other frameworks: one module per format, one shared matcher.
+
+    read_model(path) -> ModelGraph          .tflite (tflite.py), .h5 (keras_h5.py), .onnx (onnx_model.py)
+    import_weights(graph, path) -> ImportResult   the model's tensors mapped onto the graph's
+                                            parameters by structure (structure.py), as float32
+                                            arrays keyed by IR parameter names
+
+The readers import their libraries (tflite, h5py, onnx) only when called.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ..errors import ArchError
+from .structure import ImportResult, ModelGraph, match, render_table
+
+READERS = {
+    ".tflite": "archdsl.importers.tflite",
+    ".h5": "archdsl.importers.keras_h5",
+    ".hdf5": "archdsl.importers.keras_h5",
+    ".onnx": "archdsl.importers.onnx_model",
+}
+
+__all__ = ["READERS", "ImportResult", "ModelGraph", "import_weights", "read_model", "render_table"]
+
+
+def read_model(path) -> ModelGraph:
+    path = Path(path)
+    module = READERS.get(path.suffix.lower())
+    if module is None:
+        hint = "models are .tflite (float), .h5 (Keras 2 full model) or .onnx"
+        if path.suffix.lower() == ".keras":
+            hint = "a Keras 3 .keras archive: save it as .h5 (model.save('m.h5')) or convert it to .tflite"
+        elif path.suffix.lower() in (".npz", ".pt", ".pth"):
+            hint = "archdsl weight files need no import: pass them to `archdsl compile --weights`"
+        raise ArchError(f"unknown model file type '{path.suffix}'", None, hint)
+    if not path.is_file():
+        raise ArchError("no such model file" if not path.exists() else "not a file")
+    return importlib.import_module(module).read(path)
+
+
+def import_weights(graph, path) -> ImportResult:
+    """Read the model at `path` and map its tensors onto `graph`'s parameters. Raises ArchError."""
+    return match(graph, read_model(path))

@@ -1,0 +1,281 @@
+"""TFLite flatbuffers (.tflite), float models, read with the `tflite` package (the schema's Python reader).
+
+Operators are listed in execution order. Weights: CONV_2D (O, kh, kw, I), DEPTHWISE_CONV_2D
+(1, kh, kw, C·m), FULLY_CONNECTED (out, in); BatchNorm is always folded into the conv before it.
+Fused activations (RELU, RELU6) become ops of their own; float16 weights behind DEQUANTIZE are
+widened to float32. Quantized (int8/uint8) models are refused with a diagnostic.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ArchError
+from .structure import ModelGraph, ModelOp, ModelTensor
+
+FORMAT = "TFLite"
+
+QUANTIZED_HINT = ("quantized models are not supported; use the float .tflite "
+                  "(e.g. vww_96_float.tflite, pretrainedResnet.tflite)")
+
+
+def _fb():
+    try:
+        import tflite
+    except ImportError:
+        raise ArchError("reading .tflite files needs the Python package 'tflite'", None,
+                        "pip install 'archdsl[import]'") from None
+    return tflite
+
+
+def _names(enum) -> dict[int, str]:
+    return {v: k for k, v in vars(enum).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+class _Reader:
+    def __init__(self, path: Path):
+        self.fb = fb = _fb()
+        self.buf = path.read_bytes()
+        if len(self.buf) < 8 or self.buf[4:8] != b"TFL3":
+            raise ArchError(f"{path.name} is not a TFLite model (no TFL3 identifier)", None,
+                            "models are .tflite, .h5 (Keras) or .onnx")
+        try:
+            self.model = fb.Model.GetRootAsModel(self.buf, 0)
+            if self.model.SubgraphsLength() < 1:
+                raise ArchError(f"{path.name} has no subgraph")
+            self.sg = self.model.Subgraphs(0)
+        except ArchError:
+            raise
+        except Exception as e:  # a damaged flatbuffer
+            raise ArchError(f"{path.name} is not a readable TFLite model ({type(e).__name__})") from None
+        self.op_names = _names(fb.BuiltinOperator)
+        self.type_names = _names(fb.TensorType)
+        self.consts: dict[int, np.ndarray] = {}
+        self.ops: list[ModelOp] = []
+
+    # ------------------------------------------------------------ tensors
+    def tname(self, t: int) -> str:
+        return self.sg.Tensors(t).Name().decode("utf-8", "replace")
+
+    def tshape(self, t: int) -> tuple[int, ...]:
+        shape = self.sg.Tensors(t).ShapeAsNumpy()
+        return tuple(int(d) for d in shape) if not isinstance(shape, int) else ()
+
+    def ttype(self, t: int) -> str:
+        return self.type_names.get(self.sg.Tensors(t).Type(), "?")
+
+    def const(self, t: int) -> np.ndarray | None:
+        """The constant value of tensor t, or None for an activation."""
+        if t in self.consts:
+            return self.consts[t]
+        tensor = self.sg.Tensors(t)
+        buffer = self.model.Buffers(tensor.Buffer())
+        data = buffer.DataAsNumpy()
+        raw = None
+        if not isinstance(data, int) and data.size:
+            raw = data.tobytes()
+        elif buffer.Offset() > 1 and buffer.Size():  # a buffer stored after the flatbuffer
+            raw = self.buf[buffer.Offset(): buffer.Offset() + buffer.Size()]
+        if raw is None:
+            return None
+        dtypes = {"FLOAT32": np.float32, "FLOAT16": np.float16, "INT32": np.int32, "INT64": np.int64,
+                  "INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16}
+        dtype = dtypes.get(self.ttype(t))
+        if dtype is None:
+            raise ArchError(f"tensor '{self.tname(t)}' has type {self.ttype(t)}, which the importer cannot read",
+                            None, QUANTIZED_HINT)
+        arr = np.frombuffer(raw, dtype=dtype).reshape(self.tshape(t))
+        self.consts[t] = arr
+        return arr
+
+    def param(self, t: int, layout: str) -> ModelTensor:
+        arr = self.const(t)
+        name = self.tname(t)
+        if arr is None:
+            raise ArchError(f"tensor '{name}' is computed at run time, not a stored weight", None,
+                            "the importer reads weights stored as constants")
+        if arr.dtype not in (np.float32, np.float16):
+            raise ArchError(f"the model's weights are {self.ttype(t)} ('{name}')", None, QUANTIZED_HINT)
+        return ModelTensor(name, arr.astype(np.float32), layout)
+
+    # ------------------------------------------------------------ ops
+    def options(self, op, cls_name: str):
+        table = op.BuiltinOptions()
+        if table is None:
+            return None
+        opts = getattr(self.fb, cls_name)()
+        opts.Init(table.Bytes, table.Pos)
+        return opts
+
+    def activation(self, code: int, where: str) -> str | None:
+        acts = self.fb.ActivationFunctionType
+        if code == acts.NONE:
+            return None
+        if code == acts.RELU:
+            return "relu"
+        if code == acts.RELU6:
+            return "relu6"
+        raise ArchError(f"{where}: fused activation {_names(acts).get(code, code)} is not supported")
+
+    def emit(self, label: str, name: str, kind: str, inputs: list[int], output: int,
+             act: str | None = None, **fields) -> None:
+        out = f"t{output}"
+        if act is None:
+            self.ops.append(ModelOp(name, label, kind, [f"t{i}" for i in inputs], out, **fields))
+            return
+        self.ops.append(ModelOp(name, label, kind, [f"t{i}" for i in inputs], out + "#pre", **fields))
+        self.ops.append(ModelOp(name, f"{label} fused {act.upper()}", act, [out + "#pre"], out))
+
+    def read(self) -> ModelGraph:
+        sg = self.sg
+        if sg.InputsLength() != 1 or sg.OutputsLength() != 1:
+            raise ArchError(f"the model has {sg.InputsLength()} inputs and {sg.OutputsLength()} outputs; "
+                            "the importer reads single-input, single-output models")
+        tin, tout = sg.Inputs(0), sg.Outputs(0)
+        if self.ttype(tin) != "FLOAT32":
+            raise ArchError(f"the model's input is {self.ttype(tin)}, not FLOAT32", None, QUANTIZED_HINT)
+        for i in range(sg.OperatorsLength()):
+            op = sg.Operators(i)
+            code_rec = self.model.OperatorCodes(op.OpcodeIndex())
+            code = max(code_rec.BuiltinCode(), code_rec.DeprecatedBuiltinCode())
+            label = self.op_names.get(code, f"op{code}")
+            ins = [op.Inputs(k) for k in range(op.InputsLength())]
+            outs = [op.Outputs(k) for k in range(op.OutputsLength())]
+            handler = HANDLERS.get(label)
+            if handler is None:
+                raise ArchError(f"TFLite operator #{i} {label} is not supported by the importer", None,
+                                "supported: " + ", ".join(sorted(HANDLERS)))
+            handler(self, op, f"{label} #{i}", ins, outs)
+        shape = self.tshape(tin)
+        hwc = tuple(shape[1:]) if len(shape) == 4 else None
+        return ModelGraph(FORMAT, self.ops, f"t{tin}", f"t{tout}", hwc, flatten="hwc")
+
+    def name_of(self, ins: list[int], outs: list[int]) -> str:
+        if len(ins) > 1 and ins[1] >= 0:
+            return self.tname(ins[1])
+        return self.tname(outs[0])
+
+    def acts_in(self, ins: list[int]) -> list[int]:
+        """The activation inputs (not constants) of an op."""
+        return [t for t in ins if t >= 0 and self.const(t) is None]
+
+
+def _conv(r: _Reader, op, label, ins, outs):
+    dw = label.startswith("DEPTHWISE")
+    o = r.options(op, "DepthwiseConv2DOptions" if dw else "Conv2DOptions")
+    if o.DilationHFactor() not in (0, 1) or o.DilationWFactor() not in (0, 1):
+        raise ArchError(f"{label}: dilated convolutions are not supported")
+    params = {"weight": r.param(ins[1], "1HWC" if dw else "OHWI")}
+    if len(ins) > 2 and ins[2] >= 0:
+        params["bias"] = r.param(ins[2], "C")
+    w = params["weight"].array
+    if dw:
+        kind = "dwconv"
+    else:
+        cin = r.tshape(ins[0])[-1] if r.tshape(ins[0]) else None
+        groups = cin // w.shape[3] if cin and w.shape[3] and cin % w.shape[3] == 0 else 1
+        from .structure import conv_kind
+
+        kind = conv_kind(groups, cin)
+    padding = "same" if o.Padding() == r.fb.Padding.SAME else (0, 0, 0, 0)
+    r.emit(label, r.name_of(ins, outs), kind, r.acts_in(ins[:1]), outs[0],
+           r.activation(o.FusedActivationFunction(), label),
+           params=params, stride=(o.StrideH(), o.StrideW()), padding=padding)
+
+
+def _fc(r: _Reader, op, label, ins, outs):
+    o = r.options(op, "FullyConnectedOptions")
+    params = {"weight": r.param(ins[1], "OI")}
+    if len(ins) > 2 and ins[2] >= 0:
+        params["bias"] = r.param(ins[2], "C")
+    act = r.activation(o.FusedActivationFunction(), label) if o is not None else None
+    r.emit(label, r.name_of(ins, outs), "dense", r.acts_in(ins[:1]), outs[0], act, params=params)
+
+
+def _join(kind: str, opts: str):
+    def handle(r: _Reader, op, label, ins, outs):
+        acts = r.acts_in(ins)
+        if len(acts) != len(ins):
+            raise ArchError(f"{label} '{r.tname(outs[0])}' has a constant operand, which no spec row expresses",
+                            None, "the importer maps ADD/MUL/CONCATENATION of two feature maps")
+        o = r.options(op, opts)
+        if kind == "concat" and o is not None and o.Axis() not in (3, -1):
+            raise ArchError(f"{label}: concatenation along axis {o.Axis()}; archdsl concatenates channels")
+        act = r.activation(o.FusedActivationFunction(), label) if o is not None else None
+        r.emit(label, r.tname(outs[0]), kind, acts, outs[0], act)
+    return handle
+
+
+def _pool(kind: str):
+    def handle(r: _Reader, op, label, ins, outs):
+        o = r.options(op, "Pool2DOptions")
+        r.emit(label, r.tname(outs[0]), kind, r.acts_in(ins), outs[0], r.activation(o.FusedActivationFunction(), label))
+    return handle
+
+
+def _mean(r: _Reader, op, label, ins, outs):
+    axes = r.const(ins[1])
+    if axes is None or sorted(int(a) for a in np.ravel(axes)) != [1, 2]:
+        raise ArchError(f"{label}: MEAN over axes other than height and width is not supported")
+    r.emit(label, r.tname(outs[0]), "avgpool", r.acts_in(ins[:1]), outs[0])
+
+
+def _simple(kind: str):
+    def handle(r: _Reader, op, label, ins, outs):
+        if kind == "softmax":
+            o = r.options(op, "SoftmaxOptions")
+            if o is not None and o.Beta() not in (0.0, 1.0):
+                raise ArchError(f"{label}: softmax with beta={o.Beta():g} is not supported")
+        r.emit(label, r.tname(outs[0]), kind, r.acts_in(ins)[:1], outs[0])
+    return handle
+
+
+def _pad(r: _Reader, op, label, ins, outs):
+    p = r.const(ins[1])
+    if p is None or p.shape != (4, 2) or np.any(p[0]) or np.any(p[3]):
+        raise ArchError(f"{label}: only zero padding of height and width is supported")
+    if label.startswith("PADV2") and r.const(ins[2]) is not None and np.any(r.const(ins[2])):
+        raise ArchError(f"{label}: padding with a non-zero value is not supported")
+    (t, b), (l, rr) = p[1], p[2]
+    r.emit(label, r.tname(outs[0]), "pad", r.acts_in(ins[:1]), outs[0], pads=(int(t), int(l), int(b), int(rr)))
+
+
+def _dequantize(r: _Reader, op, label, ins, outs):
+    src = r.const(ins[0])
+    if src is None or src.dtype != np.float16:
+        raise ArchError(f"{label} of a {r.ttype(ins[0])} tensor", None, QUANTIZED_HINT)
+    r.consts[outs[0]] = src.astype(np.float32)  # float16 weights: widened, then used as constants
+
+
+def _quantized(r: _Reader, op, label, ins, outs):
+    raise ArchError(f"{label}: the model is quantized", None, QUANTIZED_HINT)
+
+
+HANDLERS = {
+    "CONV_2D": _conv,
+    "DEPTHWISE_CONV_2D": _conv,
+    "FULLY_CONNECTED": _fc,
+    "ADD": _join("add", "AddOptions"),
+    "MUL": _join("mul", "MulOptions"),
+    "CONCATENATION": _join("concat", "ConcatenationOptions"),
+    "AVERAGE_POOL_2D": _pool("avgpool"),
+    "MAX_POOL_2D": _pool("maxpool"),
+    "MEAN": _mean,
+    "RESHAPE": _simple("pass"),
+    "SQUEEZE": _simple("pass"),
+    "SOFTMAX": _simple("softmax"),
+    "RELU": _simple("relu"),
+    "RELU6": _simple("relu6"),
+    "LOGISTIC": _simple("sigmoid"),
+    "HARD_SWISH": _simple("hswish"),
+    "PAD": _pad,
+    "PADV2": _pad,
+    "DEQUANTIZE": _dequantize,
+    "QUANTIZE": _quantized,
+}
+
+
+def read(path) -> ModelGraph:
+    """The ModelGraph of a float .tflite file."""
+    return _Reader(Path(path)).read()
