@@ -124,15 +124,22 @@ def batch(graph, n: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def within(out, ref, what: str) -> None:
-    """The scale-aware tolerance of docs/targets.md (float32 result vs a float64 reference)."""
+def within(out, ref, what: str, scale: float | None = None) -> None:
+    """The scale-aware tolerance of docs/targets.md (float32 result vs a float64 reference):
+    |out - ref| <= 1e-4*scale + 1e-5 + 1e-3*|ref|, scale = max|ref| unless given."""
     out = np.asarray(out, dtype=np.float64).reshape(np.shape(ref))
     ref = np.asarray(ref, dtype=np.float64)
-    atol = 1e-4 * np.abs(ref).max() + 1e-5
+    atol = 1e-4 * (np.abs(ref).max() if scale is None else scale) + 1e-5
     diff = np.abs(out - ref)
     bad = ~(diff <= atol + 1e-3 * np.abs(ref))
     assert not bad.any(), (f"{what}: max abs diff {diff.max():.3g} (tolerance {atol:.3g} + 1e-3*|ref|), "
                            f"first bad index {np.argwhere(bad)[0].tolist()}")
+
+
+def scale_of(graph, expected: dict, name: str) -> float:
+    """max|ref| over a node's output and its inputs: rounding error inherited from a large input
+    survives a clipping activation or a softmax that bounds the output."""
+    return max(float(np.abs(expected[t]).max()) for t in (name, *graph.node(name).inputs))
 
 
 # ---------------------------------------------------------------- independent reference (torch)
@@ -289,11 +296,11 @@ def test_generated_runtime_matches_torch(case, build):
     outdir, stem = build(case)
     y = T.run(outdir, stem, x)
     assert y.dtype == np.float32 and y.shape == (2, *graph.output_shape.chw)
-    within(y, expected[graph.output], f"{case}: output")
+    within(y, expected[graph.output], f"{case}: output", scale_of(graph, expected, graph.output))
     layers = T.run_layers(outdir, stem, x)
     assert set(layers) == {s.output for s in schedule(graph)}
     for name, value in layers.items():
-        within(value, expected[name], f"{case}: step ending at {name}")
+        within(value, expected[name], f"{case}: step ending at {name}", scale_of(graph, expected, name))
 
 
 def test_batch_is_independent_images(build):
@@ -310,10 +317,12 @@ def test_full_size_mobilenet_v1_matches_torch(tmp_path):
     graph = load_graph("mobilenet_v1.arch")
     weights = init_weights(graph, seed=1)
     x = batch(graph, 1, seed=2)
-    expected = torch_forward(graph, weights, x)[graph.output]
+    expected = torch_forward(graph, weights, x)
+    scale = scale_of(graph, expected, graph.output)
     T.compile(graph, weights, tmp_path, "mobilenet_v1")
-    within(T.run(tmp_path, "mobilenet_v1", x), expected, "mobilenet_v1 at 224")
-    within(T.reference_forward(graph, weights, x)[0], expected, "reference at 224")
+    within(T.run(tmp_path, "mobilenet_v1", x), expected[graph.output], "mobilenet_v1 at 224", scale)
+    np.testing.assert_allclose(T.reference_forward(graph, weights, x)[0], expected[graph.output], rtol=1e-5,
+                               atol=1e-9)
 
 
 # ---------------------------------------------------------------- kernels, one geometry at a time

@@ -71,6 +71,17 @@ def test_compare_is_scale_aware():
     assert compare(small + 9e-6, small).ok and not compare(small + 2e-5, small).ok  # the absolute floor
 
 
+def test_layer_scale_includes_the_inputs():
+    from archdsl.commands.verify import layer_scale
+    from conftest import parse_text
+
+    g = parse_text("network t()\ninput 2x2x1\nrelu6\nsoftmax\n")
+    ref = {"input": np.array([-50.0, 3.0]), "relu61": np.array([0.0, 3.0]), "softmax1": np.array([0.1, 0.9])}
+    assert layer_scale(g, ref, "relu61") == 50.0  # the input's scale: relu6 clipped the -50
+    assert layer_scale(g, ref, "softmax1") == 3.0
+    assert compare([0.0, 3.004], ref["relu61"], 50.0).ok and not compare([0.0, 3.004], ref["relu61"]).ok
+
+
 def test_compare_rejects_nan_and_reshapes():
     ref = np.ones((2, 5, 1, 1))
     assert compare(ref.reshape(2, 5), ref).ok
