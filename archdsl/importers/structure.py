@@ -140,6 +140,18 @@ class ModelOp:
     def describe(self) -> str:
         return f"{self.label} '{self.name}'"
 
+    def short(self) -> str:
+        """The label and a readable name: converters join several names with ';' (TFLite), keep
+        the part that names a layer."""
+        parts = [p for p in self.name.split(";") if p]
+        if len(parts) > 1:
+            layer_words = ("conv", "dense", "matmul", "depthwise", "add", "pool", "softmax")
+            named = [p for p in parts if any(w in p.rsplit("/", 1)[-1].lower() for w in layer_words)]
+            name = (named or parts)[0] + ";…"
+        else:
+            name = self.name
+        return f"{self.label} '{name}'" if name else self.label
+
 
 @dataclass
 class ModelGraph:
@@ -310,7 +322,8 @@ def _loc(node: Node) -> Loc | None:
     row = node.row
     if row is None or not row.line:
         return None
-    return Loc(row.line, max(1, row.col), max(1, len(row.text.strip()) if row.text else 1))
+    text = (row.text or "").split("#")[0].strip()
+    return Loc(row.line, max(1, row.col), max(1, len(text)))
 
 
 def _line(node: Node) -> int:
@@ -335,12 +348,63 @@ def filter_words(kind: str, shape: tuple[int, ...] | None) -> str:
 
 
 def _model_words(op: ModelOp) -> str:
-    return f"{op.describe()} ({filter_words(op.kind, _model_sig(op)[1] if len(_model_sig(op)) > 1 else None)})"
+    sig = _model_sig(op)
+    return filter_words(op.kind, sig[1] if len(sig) > 1 else None)
 
 
 def _ir_words(node: Node, kind: str) -> str:
     sig = _ir_sig(node, kind)
     return filter_words(kind, sig[1] if len(sig) > 1 else None)
+
+
+@dataclass
+class _Unit:
+    """A layer (conv, fc, join, pool) with the batchnorm and activations that follow it."""
+
+    items: list[_Item]
+
+    @property
+    def head(self) -> _Item:
+        return self.items[0]
+
+    @property
+    def sig(self) -> tuple:
+        return tuple(i.sig for i in self.items)
+
+
+FOLLOWERS = ("bn",) + ACT_KINDS
+
+
+def _units(items: list[_Item]) -> list[_Unit]:
+    units: list[_Unit] = []
+    for item in items:
+        if item.kind in FOLLOWERS and units:
+            units[-1].items.append(item)
+        else:
+            units.append(_Unit([item]))
+    return units
+
+
+def _words(item: _Item) -> str:
+    ref = item.node.ref
+    if isinstance(ref, ModelOp):
+        sig = _model_sig(ref)
+        return filter_words(item.kind, sig[1] if len(sig) > 1 else None)
+    return _ir_words(ref, item.kind)
+
+
+def _unit_words(u: _Unit) -> str:
+    return " + ".join(_words(i) for i in u.items)
+
+
+def _distinct_rows(units: list[_Unit]) -> list[_Unit]:
+    seen, out = set(), []
+    for u in units:
+        line = _line(u.head.node.ref) if isinstance(u.head.node.ref, Node) else id(u)
+        if line not in seen:
+            seen.add(line)
+            out.append(u)
+    return out
 
 
 class _Matcher:
@@ -395,50 +459,73 @@ class _Matcher:
 
     # ------------------------------------------------------------ alignment
     def align(self, ir_items: list[_Item], m_items: list[_Item]) -> None:
-        a = [i.sig for i in ir_items]
-        b = [i.sig for i in m_items]
-        if a == b:
+        """Align the two sequences unit by unit (a layer with the batchnorm and activations that
+        follow it), then report the first difference on the spec row it concerns."""
+        if [i.sig for i in ir_items] == [i.sig for i in m_items]:
             return
-        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        ui, um = _units(ir_items), _units(m_items)
+        fmt = self.model.format
+        matcher = difflib.SequenceMatcher(None, [u.sig for u in ui], [u.sig for u in um], autojunk=False)
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
             if tag == "equal":
                 continue
             if tag == "replace":
-                x, y = ir_items[i1], m_items[j1]
-                self.mismatch(x, y)
-            if tag == "delete":  # rows of the spec the model lacks
-                x = ir_items[i1]
-                before = m_items[j1 - 1].node.ref.describe() if j1 > 0 else "its input"
-                after = m_items[j1].node.ref.describe() if j1 < len(m_items) else "its output"
-                extra = i2 - i1
-                raise self.error(x.node.ref, f"the {self.model.format} model has no layer for this row's "
-                                             f"{_ir_words(x.node.ref, x.kind)}: it goes from {before} to {after}"
-                                 + (f" ({extra} spec items have no counterpart here)" if extra > 1 else ""),
-                                 "is this row extra, or does the model differ from the spec here?",
-                                 notes=[(_loc(o.node.ref), f"no counterpart in the model either: "
-                                         f"{_ir_words(o.node.ref, o.kind)}")
-                                        for o in ir_items[i1 + 1:i2] if _loc(o.node.ref) != _loc(x.node.ref)][:3])
+                for u, v in zip(ui[i1:i2], um[j1:j2]):
+                    if u.sig != v.sig:
+                        self.unit_mismatch(u, v)
+                if i2 - i1 > j2 - j1:
+                    tag, i1, j1 = "delete", i1 + (j2 - j1), j2
+                else:
+                    tag, i1, j1 = "insert", i2, j1 + (i2 - i1)
+            if tag == "delete":  # spec rows the model lacks
+                rows = _distinct_rows(ui[i1:i2])
+                before = um[j1 - 1].head.node.ref.short() if j1 > 0 else "its input"
+                after = um[j1].head.node.ref.short() if j1 < len(um) else "its output"
+                first = rows[0]
+                raise self.error(first.head.node.ref,
+                                 f"this row ({_unit_words(first)}) has no counterpart in the {fmt} model, "
+                                 f"which goes from {before} to {after}",
+                                 "is the row extra, or a repeat count too high?",
+                                 notes=[(_loc(u.head.node.ref), f"no counterpart either: {_unit_words(u)}")
+                                        for u in rows[1:4]])
             if tag == "insert":  # model layers the spec lacks
-                names = ", ".join(_model_words(o.node.ref) for o in m_items[j1:j2][:4])
-                more = f" and {j2 - j1 - 4} more" if j2 - j1 > 4 else ""
-                where = ir_items[i1].node.ref if i1 < len(ir_items) else ir_items[-1].node.ref if ir_items else None
-                side = "before" if i1 < len(ir_items) else "after"
-                raise self.error(where, f"the {self.model.format} model has {j2 - j1} layer(s) with no row in the "
-                                        f"spec, {side} this row: {names}{more}",
-                                 "a row missing from the spec?")
+                extra = um[j1:j2]
+                names = "; ".join(f"{u.head.node.ref.short()} ({_unit_words(u)})" for u in extra[:4])
+                more = f" and {len(extra) - 4} more" if len(extra) > 4 else ""
+                at_end = i1 >= len(ui)
+                where = ui[-1].head.node.ref if at_end else ui[i1].head.node.ref
+                raise self.error(where, f"the {fmt} model has {len(extra)} layer(s) with no row in the spec "
+                                        f"{'after' if at_end else 'before'} this row: {names}{more}",
+                                 "a row missing from the spec, or a repeat count too low?")
+
+    def unit_mismatch(self, u: "_Unit", v: "_Unit") -> None:
+        for x, y in zip(u.items, v.items):
+            if x.sig != y.sig:
+                self.mismatch(x, y)
+        fmt = self.model.format
+        theirs = f"the {fmt} model's {v.head.node.ref.short()} ({_unit_words(v)})"
+        if len(u.items) > len(v.items):
+            x = u.items[len(v.items)]
+            raise self.error(x.node.ref, f"this row ({_unit_words(u)}) has one {_words(x)} more than {theirs}",
+                             "remove it from the row's after= (or from the spec's `after` line)")
+        y = v.items[len(u.items)]
+        raise self.error(u.head.node.ref, f"{theirs} has a {_words(y)} "
+                                          f"this row ({_unit_words(u)}) lacks",
+                         f"add it to the row's after= (or to the spec's `after` line)")
 
     def mismatch(self, x: _Item, y: _Item) -> None:
         node, op = x.node.ref, y.node.ref
         if x.kind != y.kind:
-            raise self.error(node, f"this row is a {_ir_words(node, x.kind)}; at this point the "
-                                   f"{self.model.format} model has {_model_words(op)}",
-                             "the spec and the model differ in their layers here")
+            raise self.error(node, f"the spec and the {self.model.format} model differ here: the row's "
+                                   f"{_ir_words(node, x.kind)}, the model's {op.short()} ({_model_words(op)})",
+                             "a row missing, extra or of another type?")
         # same kind, different weight shape
-        local = "weight"
         t = op.params.get("weight") or next(iter(op.params.values()), None)
-        key = node.param_key(local)
+        key = node.param_key("weight")
         have = tuple(t.array.shape) if t is not None else None
         conv = ir_shape_of(t) if t is not None else None
-        raise self.error(node, f"{key}: the model's tensor '{t.name if t else '?'}' of {op.describe()} has shape "
+        whose = op.label if t is not None and t.name == op.name else op.short()
+        raise self.error(node, f"{key}: the model's tensor '{t.name if t else '?'}' ({whose}) has shape "
                                f"{fmt_shape(have)} ({t.layout if t else '?'}) -> {fmt_shape(conv)}, "
                                f"the spec needs {fmt_shape(x.sig[1])}",
                          f"the model's layer is a {filter_words(y.kind, conv)}; "
@@ -474,7 +561,7 @@ class _Matcher:
         if op.stride is not None and tuple(op.stride) != tuple(node.attrs["stride"]):
             sh, sw = op.stride
             raise self.error(node, f"this row has stride {_fmt_pair(node.attrs['stride'])}; "
-                                   f"the model's {op.describe()} has stride {_fmt_pair((sh, sw))}",
+                                   f"the model's {op.short()} has stride {_fmt_pair((sh, sw))}",
                              "a missing or extra row before this one, or a wrong /sN?")
         want = None
         from ..ops.base import padding_for
@@ -492,7 +579,7 @@ class _Matcher:
             hint = ("write pad=same_tf on the row (or `defaults conv: pad=same_tf`): TensorFlow's SAME pads the odd "
                     "pixel after" if how == "TensorFlow SAME" else
                     f"write pad= on the row to match (top, left, bottom, right) = {tuple(want)}")
-            raise self.error(node, f"padding: the model's {op.describe()} pads (top, left, bottom, right) = "
+            raise self.error(node, f"padding: the model's {op.short()} pads (top, left, bottom, right) = "
                                    f"{tuple(want)} ({how}), the spec's row {tuple(node.attrs['pads'])}", hint)
 
     def pair_main(self, node: Node, kind: str, op: ModelOp) -> None:
@@ -517,7 +604,7 @@ class _Matcher:
             self.identity_bn(bn, bias if (b is not None and "bias" not in node.params) else None,
                              b.name if b is not None else "")
         elif b is not None and "bias" not in node.params and np.any(np.asarray(b.array) != 0):
-            raise self.error(node, f"the model's {op.describe()} has a bias ('{b.name}'); this row has none",
+            raise self.error(node, f"the model's {op.short()} has a bias ('{b.name}'); this row has none",
                              "add bias=yes to the row (or `defaults conv: bias=yes`)")
 
     def dense_order(self, node: Node, w: np.ndarray) -> tuple[np.ndarray, str]:
@@ -555,7 +642,7 @@ class _Matcher:
     def pair_bn(self, node: Node, op: ModelOp) -> None:
         eps = float(node.attrs.get("eps", 1e-5))
         if op.eps is not None and not np.isclose(op.eps, eps, rtol=1e-6, atol=0.0):
-            raise self.error(node, f"batchnorm eps: the model's {op.describe()} has eps={op.eps:g}, "
+            raise self.error(node, f"batchnorm eps: the model's {op.short()} has eps={op.eps:g}, "
                                    f"the spec's {eps:g}",
                              f"write `defaults bn: eps={op.eps:g}` (or eps={op.eps:g} after bn on the row)")
         c = int(node.params["weight"].shape[0])

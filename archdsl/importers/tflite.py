@@ -16,8 +16,8 @@ from .structure import ModelGraph, ModelOp, ModelTensor
 
 FORMAT = "TFLite"
 
-QUANTIZED_HINT = ("quantized models are not supported; use the float .tflite "
-                  "(e.g. vww_96_float.tflite, pretrainedResnet.tflite)")
+QUANTIZED = "quantized models are not supported"
+QUANTIZED_HINT = "use the float .tflite (e.g. vww_96_float.tflite rather than vww_96_int8.tflite)"
 
 
 def _fb():
@@ -84,7 +84,7 @@ class _Reader:
         dtype = dtypes.get(self.ttype(t))
         if dtype is None:
             raise ArchError(f"tensor '{self.tname(t)}' has type {self.ttype(t)}, which the importer cannot read",
-                            None, QUANTIZED_HINT)
+                            None, f"{QUANTIZED}; {QUANTIZED_HINT}")
         arr = np.frombuffer(raw, dtype=dtype).reshape(self.tshape(t))
         self.consts[t] = arr
         return arr
@@ -96,7 +96,7 @@ class _Reader:
             raise ArchError(f"tensor '{name}' is computed at run time, not a stored weight", None,
                             "the importer reads weights stored as constants")
         if arr.dtype not in (np.float32, np.float16):
-            raise ArchError(f"the model's weights are {self.ttype(t)} ('{name}')", None, QUANTIZED_HINT)
+            raise ArchError(f"{QUANTIZED} (the weight '{name}' is {self.ttype(t)})", None, QUANTIZED_HINT)
         return ModelTensor(name, arr.astype(np.float32), layout)
 
     # ------------------------------------------------------------ ops
@@ -134,7 +134,7 @@ class _Reader:
                             "the importer reads single-input, single-output models")
         tin, tout = sg.Inputs(0), sg.Outputs(0)
         if self.ttype(tin) != "FLOAT32":
-            raise ArchError(f"the model's input is {self.ttype(tin)}, not FLOAT32", None, QUANTIZED_HINT)
+            raise ArchError(f"{QUANTIZED} (the model's input is {self.ttype(tin)}, not FLOAT32)", None, QUANTIZED_HINT)
         for i in range(sg.OperatorsLength()):
             op = sg.Operators(i)
             code_rec = self.model.OperatorCodes(op.OpcodeIndex())
@@ -244,12 +244,12 @@ def _pad(r: _Reader, op, label, ins, outs):
 def _dequantize(r: _Reader, op, label, ins, outs):
     src = r.const(ins[0])
     if src is None or src.dtype != np.float16:
-        raise ArchError(f"{label} of a {r.ttype(ins[0])} tensor", None, QUANTIZED_HINT)
+        raise ArchError(f"{QUANTIZED} ({label} of a {r.ttype(ins[0])} tensor)", None, QUANTIZED_HINT)
     r.consts[outs[0]] = src.astype(np.float32)  # float16 weights: widened, then used as constants
 
 
 def _quantized(r: _Reader, op, label, ins, outs):
-    raise ArchError(f"{label}: the model is quantized", None, QUANTIZED_HINT)
+    raise ArchError(f"{QUANTIZED} ({label})", None, QUANTIZED_HINT)
 
 
 HANDLERS = {
