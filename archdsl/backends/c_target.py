@@ -364,7 +364,7 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
             raise ArchError(f"the C target has no lowering for '{op}' (node {step.main.name})")
         lines = LOWERINGS[op](e, step)
         calls.append({"comment": _step_comment(step), "lines": lines or ["/* a view of its input: no code */"],
-                      "index": len(calls)})
+                      "output": step.output, "out_macro": e.t(step.output), "out_shape": step.out_shape})
     e.t(graph.input_name)
     e.t(graph.output)
 
@@ -488,15 +488,19 @@ def build(outdir, name: str, *, sanitize: bool = False, cflags: list[str] | None
     return target
 
 
-def run_exe(exe: Path, inputs: np.ndarray, out_size: int, timeout: float = 600) -> np.ndarray:
+def run_exe(exe: Path, inputs: np.ndarray, out_size: int, timeout: float = 600,
+            trace: dict | None = None) -> np.ndarray:
+    """Run a host program built by `build` on a batch; with `trace` (a dict), also collect every
+    step's output (the program must be built with -DARCHDSL_TRACE): name -> (N, C, H, W)."""
     with tempfile.TemporaryDirectory(prefix="archdsl-run-") as tmp:
-        fin, fout = Path(tmp) / "input.bin", Path(tmp) / "output.bin"
+        fin, fout, ftrace = Path(tmp) / "input.bin", Path(tmp) / "output.bin", Path(tmp) / "trace.bin"
         np.ascontiguousarray(inputs, dtype="<f4").tofile(fin)
+        args = [str(fin), str(fout)] + ([str(ftrace)] if trace is not None else [])
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
         try:
-            proc = subprocess.run([str(exe), str(fin), str(fout)], capture_output=True, text=True,
+            proc = subprocess.run([str(exe), *args], capture_output=True, text=True,
                                   timeout=timeout, env=env)
         except subprocess.TimeoutExpired:
             raise ArchError(f"the C program timed out after {timeout:.0f} s") from None
@@ -504,10 +508,27 @@ def run_exe(exe: Path, inputs: np.ndarray, out_size: int, timeout: float = 600) 
             raise ArchError(f"the C program failed (exit {proc.returncode})", None,
                             "\n".join(proc.stderr.strip().splitlines()[-30:]) or None)
         out = np.fromfile(fout, dtype="<f4")
+        if trace is not None:
+            trace.update(_read_trace(ftrace.read_bytes()))
     n = inputs.shape[0]
     if out.size != n * out_size:
         raise ArchError(f"the C program wrote {out.size} values, expected {n * out_size}")
     return out.reshape(n, out_size)
+
+
+def _read_trace(data: bytes) -> dict[str, np.ndarray]:
+    per_name: dict[str, list[np.ndarray]] = {}
+    pos = 0
+    while pos < len(data):
+        (n,) = np.frombuffer(data, np.int32, 1, pos)
+        pos += 4
+        name = data[pos:pos + n].decode()
+        pos += n
+        c, h, w = (int(v) for v in np.frombuffer(data, np.int32, 3, pos))
+        pos += 12
+        per_name.setdefault(name, []).append(np.frombuffer(data, np.float32, c * h * w, pos).reshape(c, h, w))
+        pos += 4 * c * h * w
+    return {k: np.stack(v) for k, v in per_name.items()}
 
 
 def _batch(graph_in_shape, x: np.ndarray) -> np.ndarray:
@@ -545,6 +566,16 @@ def run(outdir, name, x, *, sanitize: bool = False) -> np.ndarray:
     exe = build(outdir, name, sanitize=sanitize)
     out = run_exe(exe, xb, int(np.prod(out_chw)))
     return out.reshape(xb.shape[0], *out_chw)
+
+
+def run_layers(outdir, name, x) -> dict[str, np.ndarray]:
+    """Every fused step's output, by the name of its last node (e.g. 'conv3.relu'): (N, C, H, W)."""
+    in_chw, out_chw = read_shapes(outdir, name)
+    xb = _batch(in_chw, x)
+    exe = build(outdir, name, cflags=[*HOST_OPT, "-DARCHDSL_TRACE"])
+    layers: dict[str, np.ndarray] = {}
+    run_exe(exe, xb, int(np.prod(out_chw)), trace=layers)
+    return layers
 
 
 # ---------------------------------------------------------------- Cortex-M

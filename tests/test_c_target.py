@@ -1,0 +1,344 @@
+"""The C target end to end: generated C for every spec compiles warning-free (-std=c99 -Wall -Wextra
+-Werror -pedantic) and matches the NumPy reference (archdsl.backends.numpy_target.reference_forward,
+float64, unfused), layer by layer; the same under -fsanitize=address,undefined.
+
+Tolerance (the one `archdsl verify` uses, docs/targets.md): per compared tensor `ref`,
+|c - ref| <= atol + 1e-3 * |ref| with atol = 1e-4 * max|ref| + 1e-5. The C code computes in float32
+with BatchNorm folded, so it differs from the float64 reference by rounding only.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import archdsl.ops as ops
+from archdsl.analysis.memory import plan_memory
+from archdsl.analysis.schedule import schedule
+from archdsl.backends import c_target
+from archdsl.backends.numpy_target import reference_forward
+from archdsl.commands.verify import compare
+from archdsl.errors import ArchError
+from archdsl.weights import fold_bn, init_weights
+
+from conftest import all_specs, load_graph, parse_text
+
+needs_cc = pytest.mark.skipif(c_target.unavailable() is not None, reason="no C compiler")
+
+# A network that uses every op of the registry (test_all_ops_spec_covers_the_registry keeps it so):
+# residual (with a BN that cannot fold, after the add), projection shortcut, squeeze-and-excitation
+# with a broadcast gate and with a full-map gate, concat of conv/pool branches, grouped conv,
+# depthwise with a multiplier and written as groups=C, TF-SAME padding, pools with padding,
+# stand-alone activations, flatten of a 2x2 map into fc.
+ALL_OPS = """
+network allops(alpha = 1.0)
+input 19x17x3
+after conv: bn relu
+conv / s2       3x3x3x16      pad=same_tf
+conv dw / s1    3x3x16 dw     multiplier=2 after=bn+relu6
+conv / s1       1x1x32x16     groups=2 bias=yes after=bn+hswish
+conv / s1       3x3x16x16     groups=16
+residual after=bn+relu {
+  conv / s1     3x3x16x16
+  conv / s1     3x3x16x16     after=bn
+}
+residual {
+  conv / s2     3x3x16x24
+  shortcut {
+    conv / s2   1x1x16x24     after=bn
+  }
+}
+scale {
+  global avg pool
+  conv 1x1x24x8    after=relu
+  conv 1x1x8x24    after=hsigmoid
+}
+scale {
+  conv 1x1x24x24   after=sigmoid
+}
+concat {
+  branch {
+    conv 1x1x24x8
+  }
+  branch {
+    max pool / s1   3x3   pad=same
+  }
+  branch {
+    avg pool / s1   3x3   pad=same
+    conv 1x1x24x8   after=hswish
+  }
+}
+relu6
+scale {
+  global max pool
+  conv 1x1x{in.c}x{in.c}   after=sigmoid
+}
+max pool / s2   3x3   pad=1
+avg pool / s1   2x2
+hswish
+flatten
+dropout p=0.2
+fc              {in.c}x10
+softmax
+"""
+
+
+def reduced(spec) -> dict:
+    """--set values that keep a spec's test fast: α = 0.25, inputs near 56-120 pixels, 10 classes."""
+    params = load_graph(spec).params
+    sets = {}
+    if "alpha" in params:
+        sets["alpha"] = 0.25
+    if "classes" in params:
+        sets["classes"] = 10
+    if "rho" in params:
+        h = load_graph(spec).input_shape.h
+        if h > 64:
+            sets["rho"] = 0.25 if "vgg" in spec.name else (0.5 if h <= 224 else 0.4)
+    return sets
+
+
+def batch(graph, n=2, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, *graph.input_shape.chw)).astype(np.float32)
+
+
+def check_layers(graph, layers, ref_layers, what):
+    """Every step output the C code exposed, against the reference: the first miss is named."""
+    checked = 0
+    for node in graph.nodes:
+        if node.name in layers:
+            c = compare(layers[node.name], ref_layers[node.name])
+            assert c.ok, (f"{what}: layer {node.name} ({node.op.name}) differs from the reference: "
+                          f"max abs diff {c.max_abs:.3g}, tolerance {c.atol:.3g} + 1e-3*|ref|, at {c.where}")
+            checked += 1
+    steps = schedule(graph)
+    assert checked == len(steps), f"{what}: {checked} layers traced, {len(steps)} steps"
+
+
+# ---------------------------------------------------------------- the lowering table
+
+def test_every_op_has_a_c_lowering():
+    missing = [f"(op '{op}', backend 'c')" for op in ops.op_names() if op not in c_target.LOWERINGS]
+    assert not missing, "ops without a C lowering: " + ", ".join(missing)
+    stale = sorted(set(c_target.LOWERINGS) - set(ops.op_names()))
+    assert not stale, f"C lowerings for ops that do not exist: {stale}"
+
+
+def test_every_activation_has_an_epilogue():
+    acts = [op for op in ops.op_names() if ops.lookup(op).is_activation]
+    missing = [f"(op '{op}', backend 'c')" for op in acts if op not in c_target.ACTIVATIONS]
+    assert not missing, "activations the C kernels cannot run: " + ", ".join(missing)
+    header = (c_target._templates() / "runtime" / c_target.RUNTIME_HEADER).read_text()
+    for enum in c_target.ACTIVATIONS.values():
+        assert re.search(rf"\b{enum}\b", header), f"{enum} is not in archdsl_rt.h"
+
+
+def test_all_ops_spec_covers_the_registry():
+    g = parse_text(ALL_OPS)
+    unused = sorted(set(ops.op_names()) - {n.op.name for n in g.nodes})
+    assert not unused, f"extend ALL_OPS so the C target is tested on: {unused}"
+
+
+# ---------------------------------------------------------------- against the reference
+
+@needs_cc
+def test_all_ops_match_reference_layer_by_layer(tmp_path):
+    g = parse_text(ALL_OPS)
+    w = init_weights(g, 1)
+    x = batch(g, 3)
+    ref, ref_layers = reference_forward(g, w, x, keep=True)
+    c_target.compile(g, w, tmp_path, "allops")
+    check_layers(g, c_target.run_layers(tmp_path, "allops", x), ref_layers, "allops")
+    out = c_target.run(tmp_path, "allops", x)
+    assert out.shape == ref.shape
+    assert compare(out, ref).ok
+
+
+@needs_cc
+def test_all_ops_sanitized(tmp_path):
+    g = parse_text(ALL_OPS)
+    w = init_weights(g, 2)
+    x = batch(g, 2)
+    ref, _ = reference_forward(g, w, x)
+    c_target.compile(g, w, tmp_path, "allops")
+    c = compare(c_target.run(tmp_path, "allops", x, sanitize=True), ref)
+    assert c.ok, f"max abs diff {c.max_abs:.3g}"
+
+
+@needs_cc
+@pytest.mark.parametrize("spec", all_specs(), ids=lambda p: p.stem)
+def test_spec_matches_reference(spec, tmp_path):
+    g = load_graph(spec, **reduced(spec))
+    w = init_weights(g, 0)
+    x = batch(g)
+    ref, ref_layers = reference_forward(g, w, x, keep=True)
+    c_target.compile(g, w, tmp_path, g.name)
+    check_layers(g, c_target.run_layers(tmp_path, g.name, x), ref_layers, spec.name)
+    c = compare(c_target.run(tmp_path, g.name, x), ref)
+    assert c.ok, f"{spec.name}: output max abs diff {c.max_abs:.3g}"
+
+
+@needs_cc
+@pytest.mark.parametrize("spec", all_specs(), ids=lambda p: p.stem)
+def test_spec_sanitized(spec, tmp_path):
+    """-fsanitize=address,undefined: any out-of-bounds access or UB aborts the program (the run fails)."""
+    g = load_graph(spec, **reduced(spec))
+    w = init_weights(g, 0)
+    x = batch(g, 1, seed=1)
+    ref, _ = reference_forward(g, w, x)
+    c_target.compile(g, w, tmp_path, g.name)
+    c = compare(c_target.run(tmp_path, g.name, x, sanitize=True), ref)
+    assert c.ok, f"{spec.name}: output max abs diff {c.max_abs:.3g}"
+
+
+@needs_cc
+@pytest.mark.slow
+def test_mobilenet_v1_full_size(tmp_path):
+    """MobileNetV1 1.0 / 224 / 1000 classes, 4.2 M weights: once, on one image; the logits are compared
+    (the softmax of random weights saturates) and the output too."""
+    g = load_graph("mobilenet_v1.arch")
+    w = init_weights(g, 0)
+    x = batch(g, 1)
+    ref, ref_layers = reference_forward(g, w, x, keep=True)
+    c_target.compile(g, w, tmp_path, "mobilenet_v1")
+    layers = c_target.run_layers(tmp_path, "mobilenet_v1", x)
+    check_layers(g, layers, ref_layers, "mobilenet_v1 1.0/224")
+    assert compare(layers[g.output], ref).ok
+
+
+# ---------------------------------------------------------------- the generated files
+
+def _vww():
+    return load_graph("mobilenet_v1.arch", alpha=0.25, rho=96 / 224, classes=2)
+
+
+def test_deterministic_and_free_of_paths(tmp_path):
+    g = _vww()
+    w = init_weights(g, 0)
+    a = c_target.compile(g, w, tmp_path / "a", "net")
+    b = c_target.compile(g, w, tmp_path / "b", "net")
+    assert [p.name for p in a] == [p.name for p in b]
+    for pa, pb in zip(a, b):
+        assert pa.read_bytes() == pb.read_bytes(), f"{pa.name} differs between two runs"
+        text = pa.read_text()
+        assert str(tmp_path) not in text and "/work/" not in text, f"{pa.name} holds an absolute path"
+        assert not re.search(r"20\d\d-\d\d-\d\d", text), f"{pa.name} holds a date"
+
+
+def test_weights_round_trip_exactly(tmp_path):
+    """The folded weights printed with %.9g read back as the same float32 values, bit for bit."""
+    g = _vww()
+    w = init_weights(g, 3)
+    c_target.compile(g, w, tmp_path, "net")
+    text = (tmp_path / "net_weights.c").read_text()
+    arrays = dict(re.findall(r"const float (\w+)\[\d+\] = \{([^}]*)\};", text))
+    folded = fold_bn(g, schedule(g), w)
+    assert folded
+    for main, (wt, b) in folded.items():
+        for suffix, ref in (("w", wt), ("b", b)):
+            name = f"net_{c_target.c_ident(main)}_{suffix}"
+            vals = np.array([float(v.strip().rstrip("f")) for v in arrays[name].replace("\n", " ").split(",")],
+                            dtype=np.float32)
+            assert np.array_equal(vals.view(np.uint32), ref.ravel().view(np.uint32)), name
+
+
+def test_arena_is_the_memory_plan(tmp_path):
+    """One planner: the #define is plan_memory's arena, which is what `stats` reports."""
+    from archdsl.analysis.costs import totals
+
+    g = _vww()
+    c_target.compile(g, init_weights(g, 0), tmp_path, "net")
+    header = (tmp_path / "net.h").read_text()
+    arena = int(re.search(r"#define NET_ARENA_BYTES (\d+)", header).group(1))
+    plan = plan_memory(g, schedule(g))
+    assert arena == plan.arena_bytes
+    assert f"static float arena[{arena // 4}]" in (tmp_path / "net.c").read_text()
+    t = totals(g)
+    if "peak_activation_bytes" in t:
+        assert t["peak_activation_bytes"] == arena
+
+
+def test_model_code_has_no_stdio_or_malloc(tmp_path):
+    g = parse_text(ALL_OPS)
+    files = c_target.compile(g, init_weights(g, 0), tmp_path, "allops")
+    model = [p for p in files if p.suffix in (".c", ".h") and p.name != "main.c" and p.parent == tmp_path]
+    assert {p.name for p in model} >= {"allops.c", "allops.h", "allops_weights.c", "archdsl_rt.h"}
+    for p in model:
+        text = p.read_text()
+        for banned in ("<stdio.h>", "malloc", "printf", "<stdlib.h>", "double"):
+            assert banned not in text, f"{p.name} uses {banned}"
+
+
+def test_one_call_per_step_with_its_spec_line(tmp_path):
+    g = _vww()
+    c_target.compile(g, init_weights(g, 0), tmp_path, "net")
+    body = (tmp_path / "net.c").read_text().split("int net_invoke(void)")[1].split("return 0;")[0]
+    comments = re.findall(r"/\* (.*?) \*/", body)
+    steps = schedule(g)
+    assert len(comments) == len(steps)
+    for step, comment in zip(steps, comments):
+        assert comment.startswith(f"{step.main.name}: line {step.main.row.line} ")
+        assert f"-> {step.out_shape}" in comment and f"{step.main.macs:,} mult-adds" in comment
+    assert body.count("arch_conv1x1(") == 13 and body.count("arch_conv_dw(") == 13
+
+
+def test_only_used_kernels_are_copied(tmp_path):
+    g = load_graph("mobilenet_v1_table3_separable.arch", alpha=0.25)
+    names = {p.name for p in c_target.compile(g, init_weights(g, 0), tmp_path, "sep")}
+    assert {"rt_dwconv.c", "rt_gemm.c", "rt_act.c"} <= names
+    assert not names & {"rt_pool.c", "rt_fc.c", "rt_softmax.c", "rt_conv.c"}
+
+
+def test_prefix_names_the_symbols(tmp_path):
+    g = _vww()
+    c_target.compile(g, init_weights(g, 0), tmp_path, "vww", prefix="kws")
+    header = (tmp_path / "vww.h").read_text()
+    assert "int kws_run(const float *in, float *out);" in header and "#define KWS_INPUT_SIZE 27648" in header
+    with pytest.raises(ArchError, match="not a C identifier"):
+        c_target.generate(g, init_weights(g, 0), "vww", prefix="9lives")
+
+
+@needs_cc
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_makefile_host_build_is_warning_free(tmp_path):
+    g = load_graph("resnet8_cifar10.arch") if any(p.stem == "resnet8_cifar10" for p in all_specs()) \
+        else parse_text(ALL_OPS)
+    w = init_weights(g, 0)
+    c_target.compile(g, w, tmp_path, "net")
+    proc = subprocess.run(["make", "-s", f"CC={c_target.host_cc()}"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr
+    proc = subprocess.run(["./net_host"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0
+    printed = np.array([float(v) for v in proc.stdout.split()], dtype=np.float32)
+    # main.c's fixed input: the LCG it documents, reproduced here
+    s, vals = 12345, []
+    for _ in range(g.input_shape.numel):
+        s = (s * 1664525 + 1013904223) & 0xFFFFFFFF
+        vals.append(np.float32(s >> 8) / np.float32(8388608.0) - np.float32(1.0))
+    x = np.array(vals, dtype=np.float32).reshape(1, *g.input_shape.chw)
+    ref, _ = reference_forward(g, w, x)
+    assert compare(printed, ref).ok
+
+
+@needs_cc
+def test_run_rejects_a_wrong_input_shape(tmp_path):
+    g = parse_text(ALL_OPS)
+    c_target.compile(g, init_weights(g, 0), tmp_path, "allops")
+    with pytest.raises(ArchError, match="NCHW"):
+        c_target.run(tmp_path, "allops", np.zeros((1, 17, 19, 3), np.float32))
+    with pytest.raises(ArchError, match="missing"):
+        c_target.run(tmp_path, "nothere", np.zeros((1, 3, 19, 17), np.float32))
+
+
+def test_nan_weights_are_a_diagnostic(tmp_path):
+    g = parse_text(ALL_OPS)
+    w = init_weights(g, 0)
+    w["fc1.weight"] = w["fc1.weight"].copy()
+    w["fc1.weight"][0, 0] = np.nan
+    with pytest.raises(ArchError, match="NaN"):
+        c_target.compile(g, w, tmp_path, "allops")
+    assert not (tmp_path / "allops.c").exists()
