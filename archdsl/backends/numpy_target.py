@@ -250,7 +250,7 @@ def _no_epilogue(step) -> None:
 def _lower_conv(step, e: Emitter) -> str:
     a = step.main.attrs
     w, b = e.folded_params(step)
-    geometry = [_lit(tuple(a["stride"])), _lit(tuple(a["pads"]))]
+    geometry = [f"stride={_lit(tuple(a['stride']))}", f"pads={_lit(tuple(a['pads']))}"]
     if tuple(a["kernel"]) == (1, 1) and a["groups"] == 1:
         return e.call("conv1x1", e.x(step), w, b, *geometry, f"act={e.act(step)}")
     return e.call("conv2d", e.x(step), w, b, *geometry, f"groups={a['groups']}", f"act={e.act(step)}")
@@ -259,7 +259,8 @@ def _lower_conv(step, e: Emitter) -> str:
 def _lower_conv_dw(step, e: Emitter) -> str:
     a = step.main.attrs
     w, b = e.folded_params(step)
-    return e.call("conv_dw", e.x(step), w, b, _lit(tuple(a["stride"])), _lit(tuple(a["pads"])), f"act={e.act(step)}")
+    return e.call("conv_dw", e.x(step), w, b, f"stride={_lit(tuple(a['stride']))}", f"pads={_lit(tuple(a['pads']))}",
+                  f"act={e.act(step)}")
 
 
 def _lower_fc(step, e: Emitter) -> str:
@@ -283,7 +284,8 @@ def _lower_pool(kernel: str, global_kernel: str):
         a = step.main.attrs
         if a.get("global"):
             return e.call(global_kernel, e.x(step))
-        return e.call(kernel, e.x(step), _lit(tuple(a["kernel"])), _lit(tuple(a["stride"])), _lit(tuple(a["pads"])))
+        return e.call(kernel, e.x(step), f"kernel={_lit(tuple(a['kernel']))}", f"stride={_lit(tuple(a['stride']))}",
+                      f"pads={_lit(tuple(a['pads']))}")
 
     return lower
 
