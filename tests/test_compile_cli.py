@@ -189,12 +189,13 @@ def test_bad_name_and_bad_spec_are_diagnostics(tmp_path):
     assert res.exit_code == 1 and "expected NAME=VALUE" in res.stderr
 
 
-def test_compile_numpy_never_imports_torch_or_onnx(tmp_path):
+@pytest.mark.parametrize("target", ["numpy", "c"])
+def test_compile_never_imports_torch_or_onnx(tmp_path, target):
     code = textwrap.dedent(f"""
         import sys
         from typer.testing import CliRunner
         from archdsl.cli import app
-        res = CliRunner().invoke(app, ["compile", {V1!r}, "-t", "numpy", "-o", {str(tmp_path / 'o')!r},
+        res = CliRunner().invoke(app, ["compile", {V1!r}, "-t", {target!r}, "-o", {str(tmp_path / 'o')!r},
                                        "--set", "alpha=0.25", "--set", "rho=0.25"])
         assert res.exit_code == 0, res.output
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "onnx", "onnxruntime"))

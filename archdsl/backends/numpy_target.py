@@ -15,6 +15,7 @@ needed kernels copied in) and <name>.npz (the folded weights it runs on).
 """
 from __future__ import annotations
 
+import builtins
 import importlib
 import importlib.util
 import inspect
@@ -199,7 +200,7 @@ class Emitter:
         self.kernels_used: list[str] = []
         self.arrays: dict[str, np.ndarray] = {}
         self.vars: dict[str, str] = {graph.input_name: "x"}
-        self._taken = set(self.RESERVED) | set(kernel_names)
+        self._taken = set(self.RESERVED) | set(kernel_names) | set(dir(builtins))
         self.folded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def var(self, tensor: str) -> str:
