@@ -681,7 +681,7 @@ def run_mcu(b: McuBuild, x: np.ndarray, out_size: int, timeout: float = 300) -> 
 
 def size_table(b: McuBuild, arena_bytes: int, stack_bytes: int | None = None) -> list[tuple[str, str, str]]:
     """(what, bytes, where) rows for a report."""
-    rows = [("weights", f"{b.weights_bytes:,}", "flash (.rodata of <p>_weights.o)"),
+    rows = [("weights", f"{b.weights_bytes:,}", "flash (const data of the weights file)"),
             ("code", f"{b.code_bytes:,}", "flash (model + kernels, .text)"),
             ("flash total", f"{b.weights_bytes + b.code_bytes:,}", "flash"),
             ("arena", f"{arena_bytes:,}", "RAM (.bss, planned)")]

@@ -1,0 +1,155 @@
+"""`archdsl run`: compile a spec for a target into a temporary folder, run it on an input, print
+(or save) the output. With `--target c --mcu cortex-m4|cortex-m7` the C code is cross-compiled and
+run under qemu-system-arm, and the flash/RAM table and the instruction count are printed too.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import ArchError
+
+
+def read_input(path: Path):
+    import numpy as np
+
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ArchError(f"no such input file: {path}") from None
+    except IsADirectoryError:
+        raise ArchError(f"{path} is a folder, not a .npy file") from None
+    except ValueError as e:
+        raise ArchError(f"{path} is not a plain .npy array ({str(e).splitlines()[0]})", None,
+                        "save the input with numpy.save(path, x) (pickled objects are never loaded)") from None
+    except OSError as e:
+        raise ArchError(f"cannot read {path}: {e.strerror or e}") from None
+    if hasattr(x, "files"):  # an .npz
+        raise ArchError(f"{path} is an .npz archive; give one array as .npy")
+    if not np.issubdtype(x.dtype, np.number):
+        raise ArchError(f"{path} holds {x.dtype} values, not numbers")
+    return x.astype(np.float32)
+
+
+def check_shape(graph, x):
+    import numpy as np
+
+    c, h, w = graph.input_shape.chw
+    if x.shape == (c, h, w):
+        x = x[None]
+    if x.ndim != 4 or x.shape[1:] != (c, h, w):
+        hint = None
+        if x.ndim in (3, 4) and x.shape[-1] == c and x.shape[-3:-1] == (h, w):
+            hint = "the array looks NHWC: transpose it to NCHW, e.g. x.transpose(0, 3, 1, 2)"
+        raise ArchError(f"the input has shape {tuple(x.shape)}, but {graph.name} takes ({c}, {h}, {w}) "
+                        f"or (N, {c}, {h}, {w}) (NCHW)", None, hint)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def show_output(y, limit: int = 20) -> str:
+    import numpy as np
+
+    lines = []
+    for i, img in enumerate(y.reshape(len(y), -1)):
+        if img.size <= limit:
+            vals = " ".join(f"{v:.6g}" for v in img)
+            lines.append(f"output[{i}]: {vals}")
+        else:
+            top = np.argsort(-img, kind="stable")[:5]
+            lines.append(f"output[{i}]: {img.size} values, min {img.min():.6g}, max {img.max():.6g}, "
+                         f"mean {img.mean():.6g}; top-5 " + ", ".join(f"#{k}={img[k]:.4g}" for k in top))
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    from ..cli import SET_HELP, load_graph, user_errors
+
+    @app.command("run")
+    @user_errors
+    def run_cmd(
+        spec: Path = typer.Argument(..., help="The .arch spec file."),
+        target: str = typer.Option("c", "--target", "-t", metavar="c|numpy|torch|onnx",
+                                   help="Which generated code runs the input (default c: built with the host "
+                                        "C compiler)."),
+        input_: Optional[Path] = typer.Option(None, "--input", "-i", metavar="X.npy",
+                                              help="Input: float array, NCHW, (C, H, W) or (N, C, H, W). "
+                                                   "Default: one seeded standard-normal image."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="OUT.npy",
+                                           help="Write the output (N, C, H, W) float32 here."),
+        set_: Optional[List[str]] = typer.Option(None, "--set", metavar="NAME=VALUE", help=SET_HELP),
+        weights: Optional[Path] = typer.Option(None, "--weights", "-w", metavar="FILE",
+                                               help="Weights (.npz, a PyTorch state_dict .pt, or .onnx). "
+                                                    "Default: the seeded init of `archdsl compile`."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the default weights and of the default input."),
+        mcu: Optional[str] = typer.Option(None, "--mcu", metavar="cortex-m4|cortex-m7",
+                                          help="C target only: cross-compile with arm-none-eabi-gcc and run under "
+                                               "qemu-system-arm (mps2-an386 / mps2-an500); prints flash and RAM "
+                                               "and the instructions per inference."),
+    ):
+        """Compile a spec, run it on an input and print the output.
+
+        Examples:
+
+          archdsl run specs/mobilenet_v1.arch --input x.npy -o y.npy --set alpha=0.25
+
+          archdsl run specs/mobilenet_v1.arch --mcu cortex-m4 --set alpha=0.25 --set rho=96/224
+        """
+        import numpy as np
+
+        from .compile import get_weights, load_target
+
+        if mcu is not None and target != "c":
+            raise ArchError("--mcu applies to the C target only", None, "drop --target or use --target c")
+        if out is not None and out.suffix != ".npy":
+            raise ArchError(f"--out {out}: the output is written as .npy", None, f"e.g. -o {out.with_suffix('.npy')}")
+        tgt = load_target(target)
+        graph = load_graph(spec, set_)
+        w = get_weights(graph, weights, seed)
+        if input_ is not None:
+            x = check_shape(graph, read_input(input_))
+        else:
+            x = np.random.default_rng(seed).standard_normal((1, *graph.input_shape.chw)).astype(np.float32)
+            typer.echo(f"input: one seeded standard-normal image {graph.input_shape} (give one with --input)")
+        with tempfile.TemporaryDirectory(prefix="archdsl-run-") as tmp:
+            tgt.compile(graph, w, Path(tmp), graph.name)
+            if mcu is None:
+                y = tgt.run(Path(tmp), graph.name, x)
+            else:
+                y = _run_mcu(tgt, graph, Path(tmp), x, mcu)
+        y = np.asarray(y, dtype=np.float32).reshape(len(x), *graph.output_shape.chw)
+        typer.echo(show_output(y))
+        if out is not None:
+            from ..fsutil import write_files_atomically
+            import io
+
+            buf = io.BytesIO()
+            np.save(buf, y, allow_pickle=False)
+            write_files_atomically(out.parent if str(out.parent) else Path("."), {out.name: buf.getvalue()})
+            typer.echo(f"wrote {out} {tuple(y.shape)}")
+
+
+def _run_mcu(c_target, graph, outdir: Path, x, mcu: str):
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..analysis.costs import totals
+    from ..analysis.memory import plan_memory
+
+    b = c_target.build_mcu(outdir, graph.name, mcu)
+    r = c_target.run_mcu(b, x, graph.output_shape.numel)
+    arena = plan_memory(graph).arena_bytes
+    table = Table(title=f"{graph.name} on {b.mcu.name} (QEMU {b.mcu.machine})", title_justify="left")
+    for col in ("", "bytes", "where"):
+        table.add_column(col, justify="right" if col == "bytes" else "left")
+    for row in c_target.size_table(b, arena, r.stack_bytes):
+        table.add_row(*row)
+    console = Console(width=max(100, Console().width))
+    console.print(table)
+    macs = totals(graph)["macs"]
+    for i, n in enumerate(r.instructions):
+        per = f", {n / macs:.2f} per mult-add" if macs else ""
+        console.print(f"image {i}: {n:,} instructions (QEMU -icount, TIMER0 ticks x {c_target.INSNS_PER_TICK}){per}")
+    return r.output
