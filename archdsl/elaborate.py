@@ -312,6 +312,8 @@ class _Elaborator:
             if len(opt.value.parts) != 1 or not isinstance(given, Word):
                 raise ArchError("name= takes a plain name", opt.loc)
             name = names.prefix + given.name
+            if name == INPUT:
+                raise ArchError(f"'{INPUT}' names the network's input; choose another name", opt.loc)
             if name in self.taken or any(t.startswith(name + ".") for t in self.taken):
                 raise ArchError(f"name '{given.name}' is already used", opt.loc)
         self.taken.add(name)
