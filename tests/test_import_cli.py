@@ -259,3 +259,18 @@ def test_a_weights_only_h5_is_explained(tmp_path):
         f.attrs["layer_names"] = [b"conv2d"]
     r = invoke("import", VWW_SPEC, path, "-o", tmp_path / "x.npz")
     assert r.exit_code == 1 and "has no model configuration" in r.output and "model.save" in r.output
+
+
+def test_importing_a_tflite_never_imports_torch_or_onnx(vww, tmp_path):
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from archdsl.cli import app\n"
+        f"r = CliRunner().invoke(app, ['import', {str(VWW_SPEC)!r}, {str(vww[0])!r}, '-o', "
+        f"{str(tmp_path / 'w.npz')!r}, '-q'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx', 'onnxruntime', 'h5py'))\n"
+        "print(' '.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "", f"imported: {out.strip()}"
