@@ -240,3 +240,15 @@ def test_onnx_round_trip(spec, tmp_path):
     assert sorted(result.weights) == sorted(w)
     for k in w:
         np.testing.assert_array_equal(result.weights[k], w[k], err_msg=f"{spec.stem}: {k}")
+
+
+def test_a_cyclic_graph_is_a_diagnostic():
+    from archdsl.errors import ArchError
+    from archdsl.importers.structure import ModelOp, _G, canonical_order
+
+    def op(kind, ins, out):
+        return _G(kind, ins, out, ModelOp(out, kind, kind, ins, out))
+
+    nodes = [op("conv", ["in", "c"], "a"), op("relu", ["a"], "b"), op("add", ["b", "a"], "c")]
+    with pytest.raises(ArchError, match="the graph has a cycle"):
+        canonical_order(nodes, "in", "c")

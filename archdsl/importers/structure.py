@@ -177,7 +177,7 @@ class _G:
     extra_pads: tuple[int, int, int, int] | None = None
 
 
-def _contract(nodes: list[_G], graph_input: str) -> tuple[dict[str, _G], Callable[[str], str]]:
+def _contract(nodes: list[_G]) -> tuple[dict[str, _G], Callable[[str], str]]:
     """{output tensor: node} of the nodes that stay, and a resolver through contracted ops.
     Explicit zero padding in front of a conv is added to that conv's padding."""
     alias: dict[str, tuple[str, tuple[int, int, int, int] | None]] = {}
@@ -211,10 +211,11 @@ def _contract(nodes: list[_G], graph_input: str) -> tuple[dict[str, _G], Callabl
 
 def canonical_order(nodes: list[_G], graph_input: str, output: str) -> list[_G]:
     """The nodes that reach `output`, contracted, in canonical execution order (see the module doc)."""
-    kept, resolve = _contract(nodes, graph_input)
+    kept, resolve = _contract(nodes)
     out = resolve(output)
 
     depth: dict[str, int] = {graph_input: 0}
+    expanding: set[str] = set()
     stack = [out]
     while stack:  # longest path from the input, counted in conv/dense layers
         t = stack[-1]
@@ -228,6 +229,9 @@ def canonical_order(nodes: list[_G], graph_input: str, output: str) -> list[_G]:
             continue
         todo = [i for i in node.inputs if i not in depth]
         if todo:
+            if t in expanding or any(i in expanding for i in todo):
+                raise ArchError(f"the graph has a cycle through '{t}'", None, "is the model file damaged?")
+            expanding.add(t)
             stack.extend(todo)
             continue
         depth[t] = max((depth[i] for i in node.inputs), default=0) + (1 if node.kind in MAIN_KINDS else 0)
