@@ -190,10 +190,10 @@ def test_activation(vww, tmp_path):
     assert "the row's ReLU6, the model's Activation 'activation' (ReLU)" in out
 
 
-def test_conv_bias_the_spec_lacks(vww, tmp_path):
+def test_conv_bias_the_spec_lacks(models_dir, tmp_path):
     """bias=no on a row whose conv has a bias in the model and no BN to take it: a diagnostic."""
     spec = variant(tmp_path, RESNET_SPEC, "bias", (r"(1x1x\{f\}x\{2\*f\}\s+)after=none", r"\1after=none bias=no"))
-    model = RESNET_SPEC.parent.parent.parent / "shared" / "models" / "ic" / "pretrainedResnet.h5"
+    model = models_dir / "ic" / "pretrainedResnet.h5"
     out = fails_at(invoke("import", spec, model, "-o", tmp_path / "x.npz"), spec, line_of(spec, "bias=no"))
     assert "has a bias ('conv2d_5/conv2d_5/bias:0'); this row has none" in out and "bias=yes" in out
 

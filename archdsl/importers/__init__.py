@@ -37,7 +37,14 @@ def read_model(path) -> ModelGraph:
         raise ArchError(f"unknown model file type '{path.suffix}'", None, hint)
     if not path.is_file():
         raise ArchError("no such model file" if not path.exists() else "not a file")
-    return importlib.import_module(module).read(path)
+    reader = importlib.import_module(module)
+    try:
+        return reader.read(path)
+    except ArchError:
+        raise
+    except Exception as e:  # a file the reader's library parsed but that breaks an assumption
+        raise ArchError(f"cannot read {path.name} as a {reader.FORMAT} model ({type(e).__name__}: {e})", None,
+                        "is the file complete? Other exporters' files may need converting first") from None
 
 
 def import_weights(graph, path) -> ImportResult:
