@@ -274,3 +274,12 @@ def test_importing_a_tflite_never_imports_torch_or_onnx(vww, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "", f"imported: {out.strip()}"
+
+
+@pytest.mark.parametrize("name, size", [("vww/vww_96_float.tflite", 5000), ("vww/vww_96.h5", 200_000)])
+def test_truncated_files_are_diagnostics(models_dir, tmp_path, name, size):
+    path = tmp_path / name.split("/")[-1]
+    path.write_bytes((models_dir / name).read_bytes()[:size])
+    r = invoke("import", VWW_SPEC, path, "-o", tmp_path / "x.npz")
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert re.search(r"error: (cannot read|.* is not an HDF5 file)", r.output), r.output
