@@ -1,9 +1,11 @@
 /* Depthwise convolution (one kh x kw filter per output channel; output channel o reads input
  * channel o / m), any stride and (asymmetric) padding.
  *
- * Each output row starts at the bias and gets one pass per valid filter row; a 3-wide filter
- * row is applied in a single pass over the columns whose three taps are all inside the map
- * (vectorised), the few border columns separately. */
+ * 3x3 filters (nearly every depthwise layer): an output row whose three input rows are inside the
+ * map is computed in one pass, all nine taps per output, over the columns whose taps are all
+ * inside (vectorised); the border columns, and the top and bottom rows, take the general path.
+ * General path: the row starts at the bias and gets one pass per valid filter row (a 3-wide
+ * filter row in a single pass over its interior columns). The activation runs per channel plane. */
 #include "archdsl_rt.h"
 
 /* o[x] += sum_t wt[t] * row[x * s - pad + t] over the taps t < k that fall inside [0, w). */
@@ -55,25 +57,108 @@ static void row_pass(float *restrict o, const float *restrict row, const float *
     taps_checked(o, row, wt, kw, w, s, pad, xb, ow);
 }
 
+/* The [lo, hi) range of output indices whose k taps (o * s - pad + t, t < k) all fall inside [0, n). */
+static void inside(int k, int s, int pad, int n, int on, int *lo, int *hi)
+{
+    *lo = pad > 0 ? (pad + s - 1) / s : 0;
+    *hi = n - k + pad >= 0 ? (n - k + pad) / s + 1 : 0;
+    if (*hi > on) *hi = on;
+    if (*lo > *hi) *lo = *hi;
+}
+
+static void border3x3(float *restrict o, const float *restrict r0, const float *restrict r1,
+                      const float *restrict r2, const float *restrict k, float b, int w, int s, int pad,
+                      int x0, int x1)
+{
+    int x;
+    for (x = x0; x < x1; x++) o[x] = b;
+    taps_checked(o, r0, k, 3, w, s, pad, x0, x1);
+    taps_checked(o, r1, k + 3, 3, w, s, pad, x0, x1);
+    taps_checked(o, r2, k + 6, 3, w, s, pad, x0, x1);
+}
+
+/* One output row of a 3x3 filter whose three input rows r0, r1, r2 are all inside the map:
+ * all nine taps in one pass over the interior columns (one store per output). */
+static void row3x3(float *restrict o, const float *restrict r0, const float *restrict r1,
+                   const float *restrict r2, const float *restrict k, float b, int w, int ow, int s, int pad)
+{
+    const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5], k6 = k[6], k7 = k[7], k8 = k[8];
+    int xa, xb, x, n;
+    inside(3, s, pad, w, ow, &xa, &xb);
+    n = xb - xa;
+    if (n > 0) {
+        const int off = xa * s - pad; /* >= 0 inside */
+        const float *restrict a = r0 + off, *restrict m = r1 + off, *restrict z = r2 + off;
+        float *restrict d = o + xa;
+        if (s == 1) {
+            for (x = 0; x < n; x++)
+                d[x] = b + k0 * a[x] + k1 * a[x + 1] + k2 * a[x + 2] + k3 * m[x] + k4 * m[x + 1] + k5 * m[x + 2]
+                     + k6 * z[x] + k7 * z[x + 1] + k8 * z[x + 2];
+        } else if (s == 2) {
+            for (x = 0; x < n; x++)
+                d[x] = b + k0 * a[2 * x] + k1 * a[2 * x + 1] + k2 * a[2 * x + 2] + k3 * m[2 * x]
+                     + k4 * m[2 * x + 1] + k5 * m[2 * x + 2] + k6 * z[2 * x] + k7 * z[2 * x + 1] + k8 * z[2 * x + 2];
+        } else {
+            for (x = 0; x < n; x++) {
+                const int i = x * s;
+                d[x] = b + k0 * a[i] + k1 * a[i + 1] + k2 * a[i + 2] + k3 * m[i] + k4 * m[i + 1] + k5 * m[i + 2]
+                     + k6 * z[i] + k7 * z[i + 1] + k8 * z[i + 2];
+            }
+        }
+    }
+    border3x3(o, r0, r1, r2, k, b, w, s, pad, 0, xa);
+    border3x3(o, r0, r1, r2, k, b, w, s, pad, xb, ow);
+}
+
 void arch_conv_dw(const float *restrict in, int c, int h, int w,
                   const float *restrict weight, const float *restrict bias, int m,
                   int kh, int kw, int sh, int sw, int pad_top, int pad_left,
                   float *restrict out, int oh, int ow, int act)
 {
     const int cout = c * m;
-    int o, oy, ky, x;
+    const int flat = kh == 3 && kw == 3 && sh == 1 && sw == 1 && ow == w;
+    int o, oy, ky, x, ya = 0, yb = 0, xa = 0, xb = 0;
+    if (kh == 3 && kw == 3) inside(3, sh, pad_top, h, oh, &ya, &yb);
+    if (flat) inside(3, sw, pad_left, w, ow, &xa, &xb);
     for (o = 0; o < cout; o++) {
         const float *plane = in + (o / m) * h * w;
         const float *wo = weight + o * kh * kw;
+        float *oplane = out + o * oh * ow;
+        if (flat && yb > ya && xb > xa) {
+            /* Stride 1 and ow == w: output j and input j + (ky - pad_top) * w + kx - pad_left line up
+             * over the whole run of interior rows, so one long vectorised loop covers them; the
+             * columns it gets wrong (those whose taps wrap to the next row) are redone below. */
+            const int j0 = ya * w + xa, j1 = (yb - 1) * w + xb, n = j1 - j0;
+            const float *restrict a = plane + (j0 - pad_top * w - pad_left); /* >= plane: j0 >= pad_top * w + pad_left */
+            const float *restrict mid = a + w, *restrict z = a + 2 * w;
+            float *restrict d = oplane + j0;
+            const float b = bias[o], k0 = wo[0], k1 = wo[1], k2 = wo[2], k3 = wo[3], k4 = wo[4], k5 = wo[5],
+                        k6 = wo[6], k7 = wo[7], k8 = wo[8];
+            int j;
+            for (j = 0; j < n; j++)
+                d[j] = b + k0 * a[j] + k1 * a[j + 1] + k2 * a[j + 2] + k3 * mid[j] + k4 * mid[j + 1]
+                     + k5 * mid[j + 2] + k6 * z[j] + k7 * z[j + 1] + k8 * z[j + 2];
+            for (oy = ya; oy < yb; oy++) {
+                const float *r0 = plane + (oy - pad_top) * w;
+                border3x3(oplane + oy * ow, r0, r0 + w, r0 + 2 * w, wo, b, w, 1, pad_left, 0, xa);
+                border3x3(oplane + oy * ow, r0, r0 + w, r0 + 2 * w, wo, b, w, 1, pad_left, xb, ow);
+            }
+        }
         for (oy = 0; oy < oh; oy++) {
-            float *restrict orow = out + (o * oh + oy) * ow;
+            float *restrict orow = oplane + oy * ow;
+            if (oy >= ya && oy < yb) { /* 3x3, all three input rows inside */
+                if (flat && xb > xa) continue; /* done above */
+                const float *r0 = plane + (oy * sh - pad_top) * w;
+                row3x3(orow, r0, r0 + w, r0 + 2 * w, wo, bias[o], w, ow, sw, pad_left);
+                continue;
+            }
             for (x = 0; x < ow; x++) orow[x] = bias[o];
             for (ky = 0; ky < kh; ky++) {
                 const int iy = oy * sh - pad_top + ky;
                 if (iy < 0 || iy >= h) continue;
                 row_pass(orow, plane + iy * w, wo + ky * kw, kw, w, ow, sw, pad_left);
             }
-            arch_activate(orow, ow, act);
         }
+        arch_activate(oplane, oh * ow, act);
     }
 }
