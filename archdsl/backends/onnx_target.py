@@ -138,11 +138,7 @@ def _pool(kind: str) -> Callable[[Emitter, Node], None]:
         if a.get("global"):
             e.final(n, f"Global{kind}Pool", e.inputs(n))
             return
-        (kh, kw), (t, l, b, r) = a["kernel"], a["pads"]
-        if max(t, b) >= kh or max(l, r) >= kw:  # a window that sees only padding
-            raise ArchError(f"layer {n.name} (line {n.row.line}): padding {t},{l},{b},{r} is not smaller than "
-                            f"its {kh}x{kw} window, which ONNX pooling does not allow",
-                            None, "use a smaller pad= or a larger window")
+        # the pool op guarantees padding smaller than the window, as ONNX requires
         extra = {"count_include_pad": 0} if kind == "Average" else {}
         e.final(n, f"{kind}Pool", e.inputs(n), kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
                 pads=list(a["pads"]), **extra)

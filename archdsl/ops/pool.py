@@ -27,6 +27,10 @@ class _Pool(Op):
         kh, kw = self.need_filter(args, (2,))
         stride = args.stride or kh
         pads = padding_for(args.opt("pad", "valid"), (kh, kw), (stride, stride), (x.h, x.w), args.opt_loc("pad"))
+        if max(pads[0], pads[2]) >= kh or max(pads[1], pads[3]) >= kw:
+            # a window that could lie wholly in the padding has nothing to pool (ONNX Runtime refuses it)
+            raise ArchError(f"padding {max(pads)} is not smaller than the {kh}x{kw} pool window",
+                            args.opt_loc("pad"), "use pad=same or a padding below the window size")
         out_h = window_out(x.h, kh, stride, pads[0], pads[2])
         out_w = window_out(x.w, kw, stride, pads[1], pads[3])
         if out_h < 1 or out_w < 1:
