@@ -85,7 +85,7 @@ def test_random_specs_match_torch_shapes_and_param_counts(case):
     x = torch.zeros(1, c, h, w)
     with torch.no_grad():
         for layer, module in zip(layers, rows):
-            x = module(x)
+            x = module.eval()(x)
             out = tuple(x.shape[1:]) if x.dim() == 4 else (x.shape[1], 1, 1)
             assert out == layer.out_shape.chw, f"{text}\nrow {layer.name}: torch {out}, archdsl {layer.out_shape}"
     model = nn.Sequential(*rows)
