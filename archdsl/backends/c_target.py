@@ -42,7 +42,7 @@ WARN_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wdouble-
 HOST_OPT = ["-O2"]
 SANITIZE_FLAGS = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
                   "-fno-omit-frame-pointer"]
-MCU_OPT = ["-O2", "-ffunction-sections", "-fdata-sections"]
+MCU_OPT = ["-O3", "-ffp-contract=fast", "-ffunction-sections", "-fdata-sections"]  # -O3: the register tiles unroll
 MCU_LDFLAGS = ["-nostdlib", "-Wl,--gc-sections"]
 MCU_LIBS = ["-lm", "-lc", "-lgcc"]
 
@@ -609,8 +609,10 @@ def _parse_size(text: str) -> dict[str, dict[str, int]]:
     return out
 
 
-def build_mcu(outdir, name: str, mcu: str = "cortex-m4", builddir: Path | None = None) -> McuBuild:
-    """Cross-compile the model and the QEMU harness for a Cortex-M; sizes from arm-none-eabi-size."""
+def build_mcu(outdir, name: str, mcu: str = "cortex-m4", builddir: Path | None = None,
+              opt: list[str] | None = None, trace: bool = False) -> McuBuild:
+    """Cross-compile the model and the QEMU harness for a Cortex-M (optimisation flags `opt`,
+    default MCU_OPT); sizes from arm-none-eabi-size."""
     if mcu not in MCUS:
         raise ArchError(f"unknown MCU '{mcu}'", None, f"choose one of {', '.join(MCUS)}")
     why = mcu_unavailable()
@@ -618,7 +620,7 @@ def build_mcu(outdir, name: str, mcu: str = "cortex-m4", builddir: Path | None =
         raise ArchError("the Cortex-M build needs the Arm toolchain and QEMU", None, why)
     m = MCUS[mcu]
     outdir = Path(outdir)
-    flags = [*m.cpu_flags, *MCU_OPT, *WARN_FLAGS]
+    flags = [*m.cpu_flags, *(MCU_OPT if opt is None else opt), *WARN_FLAGS, *(["-DARCHDSL_TRACE"] if trace else [])]
     model = model_sources(outdir, name)
     harness = [outdir / "mcu" / f for f in ("startup.c", "semihost.c", "mcu_main.c")]
     objs = [_compile_object(ARM_CC, flags, src, [outdir, outdir / "mcu"]) for src in [*model, *harness]]
@@ -646,6 +648,7 @@ class McuRun:
     ticks: list[int]
     stack_bytes: int
     log: str
+    step_ticks: dict[str, int] = field(default_factory=dict)  # per step, with build_mcu(trace=True)
 
     @property
     def instructions(self) -> list[int]:
@@ -674,9 +677,12 @@ def run_mcu(b: McuBuild, x: np.ndarray, out_size: int, timeout: float = 300) -> 
     n = x.shape[0]
     if out.size != n * out_size:
         raise ArchError(f"the MCU run wrote {out.size} values, expected {n * out_size}", None, log[-2000:] or None)
-    ticks = [int(v) for v in re.findall(r"ticks=(\d+)", log)]
+    ticks = [int(v) for v in re.findall(r"^ticks=(\d+)", log, re.M)]
     stack = re.search(r"stack=(\d+)", log)
-    return McuRun(out.reshape(n, out_size), ticks, int(stack.group(1)) if stack else -1, log)
+    steps: dict[str, int] = {}
+    for name, t in re.findall(r"^step (\S+) ticks=(\d+)", log, re.M):
+        steps.setdefault(name, int(t))  # the first image's
+    return McuRun(out.reshape(n, out_size), ticks, int(stack.group(1)) if stack else -1, log, steps)
 
 
 def size_table(b: McuBuild, arena_bytes: int, stack_bytes: int | None = None) -> list[tuple[str, str, str]]:

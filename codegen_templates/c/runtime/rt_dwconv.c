@@ -6,6 +6,8 @@
  * inside (vectorised); the border columns, and the top and bottom rows, take the general path.
  * General path: the row starts at the bias and gets one pass per valid filter row (a 3-wide
  * filter row in a single pass over its interior columns). The activation runs per channel plane. */
+#include <stddef.h>
+
 #include "archdsl_rt.h"
 
 /* o[x] += sum_t wt[t] * row[x * s - pad + t] over the taps t < k that fall inside [0, w). */
@@ -74,7 +76,33 @@ static void border3x3(float *restrict o, const float *restrict r0, const float *
     for (x = x0; x < x1; x++) o[x] = b;
     taps_checked(o, r0, k, 3, w, s, pad, x0, x1);
     taps_checked(o, r1, k + 3, 3, w, s, pad, x0, x1);
-    taps_checked(o, r2, k + 6, 3, w, s, pad, x0, x1);
+    if (r2) taps_checked(o, r2, k + 6, 3, w, s, pad, x0, x1);
+}
+
+/* The same with two input rows (the first or last output row of a padded map): six taps. */
+static void row3x2(float *restrict o, const float *restrict r0, const float *restrict r1,
+                   const float *restrict k, float b, int w, int ow, int s, int pad)
+{
+    const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5];
+    int xa, xb, x, n;
+    inside(3, s, pad, w, ow, &xa, &xb);
+    n = xb - xa;
+    if (n > 0) {
+        const int off = xa * s - pad;
+        const float *restrict a = r0 + off, *restrict m = r1 + off;
+        float *restrict d = o + xa;
+        if (s == 1) {
+            for (x = 0; x < n; x++)
+                d[x] = b + k0 * a[x] + k1 * a[x + 1] + k2 * a[x + 2] + k3 * m[x] + k4 * m[x + 1] + k5 * m[x + 2];
+        } else {
+            for (x = 0; x < n; x++) {
+                const int i = x * s;
+                d[x] = b + k0 * a[i] + k1 * a[i + 1] + k2 * a[i + 2] + k3 * m[i] + k4 * m[i + 1] + k5 * m[i + 2];
+            }
+        }
+    }
+    border3x3(o, r0, r1, NULL, k, b, w, s, pad, 0, xa);
+    border3x3(o, r0, r1, NULL, k, b, w, s, pad, xb, ow);
 }
 
 /* One output row of a 3x3 filter whose three input rows r0, r1, r2 are all inside the map:
@@ -151,6 +179,17 @@ void arch_conv_dw(const float *restrict in, int c, int h, int w,
                 const float *r0 = plane + (oy * sh - pad_top) * w;
                 row3x3(orow, r0, r0 + w, r0 + 2 * w, wo, bias[o], w, ow, sw, pad_left);
                 continue;
+            }
+            if (kh == 3 && kw == 3) { /* the first or last row: two input rows inside? */
+                const int iy = oy * sh - pad_top;
+                if (iy == -1 && h >= 2) {
+                    row3x2(orow, plane, plane + w, wo + 3, bias[o], w, ow, sw, pad_left);
+                    continue;
+                }
+                if (iy >= 0 && iy + 1 == h - 1) {
+                    row3x2(orow, plane + iy * w, plane + (iy + 1) * w, wo, bias[o], w, ow, sw, pad_left);
+                    continue;
+                }
             }
             for (x = 0; x < ow; x++) orow[x] = bias[o];
             for (ky = 0; ky < kh; ky++) {

@@ -1,0 +1,96 @@
+"""The C runtime on Cortex-M under QEMU: instructions per inference and per mult-add, flash and RAM,
+and the planned arena against lower bounds.
+
+    python bench/bench_c_mcu.py [--spec specs/mobilenet_v1.arch] [--set alpha=0.25 --set rho=96/224 ...]
+                                [--opt "-O2 ..." --opt "-O3 ..."]
+
+Instructions: the generated harness reads CMSDK TIMER0 (25 MHz) around <p>_invoke(); QEMU runs with
+-icount shift=0, one guest instruction per virtual nanosecond, so instructions = 40 x ticks
+(resolution 40). These are instruction counts, not cycles: QEMU models no pipeline, cache or flash
+wait states. Each --opt is one set of optimisation flags for the model and kernels (default: the
+target's MCU_OPT, then the same with -ffp-contract=fast, which lets gcc emit vfma).
+
+Arena: plan_memory's arena (the #define; what `stats` reports), the largest set of tensors alive at
+once (a lower bound for any plan of this schedule), and the largest input + output of one step (the
+lower bound of the brief for sequential networks), for every spec at its defaults.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--spec", default=str(ROOT / "specs" / "mobilenet_v1.arch"))
+    p.add_argument("--set", dest="sets", action="append", default=None, metavar="NAME=VALUE")
+    p.add_argument("--opt", action="append", default=None, metavar="FLAGS")
+    return p.parse_args()
+
+
+def arena_table() -> None:
+    from archdsl.analysis.memory import ALIGN, plan_memory
+    from archdsl.analysis.schedule import schedule
+    from archdsl.cli import load_graph
+
+    def aligned(n):
+        return (n * 4 + ALIGN - 1) // ALIGN * ALIGN
+
+    print(f"\n{'spec (defaults)':34} {'arena B':>12} {'peak live B':>12} {'max in+out B':>13} {'arena/in+out':>13}")
+    for spec in sorted((ROOT / "specs").glob("*.arch")):
+        g = load_graph(spec, [])
+        steps = schedule(g)
+        plan = plan_memory(g, steps)
+        pair = max(sum(aligned(g.shape_of(t).numel) for t in set(st.inputs)) + aligned(st.out_shape.numel)
+                   for st in steps)
+        print(f"{spec.stem:34} {plan.arena_bytes:12,} {plan.peak_live_bytes:12,} {pair:13,} "
+              f"{plan.arena_bytes / pair:13.3f}")
+
+
+def main() -> int:
+    args = parse_args()
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from archdsl.analysis.costs import totals
+    from archdsl.analysis.memory import plan_memory
+    from archdsl.backends import c_target
+    from archdsl.cli import load_graph
+    from archdsl.weights import init_weights
+
+    why = c_target.mcu_unavailable()
+    if why:
+        print(f"skipped: {why}")
+        arena_table()
+        return 0
+    sets = args.sets if args.sets is not None else ["alpha=0.25", "rho=96/224", "classes=2"]
+    opts = [o.split() for o in args.opt] if args.opt else [c_target.MCU_OPT, [*c_target.MCU_OPT, "-ffp-contract=fast"]]
+    graph = load_graph(Path(args.spec), sets)
+    macs = totals(graph)["macs"]
+    arena = plan_memory(graph).arena_bytes
+    x = np.random.default_rng(0).standard_normal((1, *graph.input_shape.chw)).astype(np.float32)
+    print(f"{graph.name} {dict(graph.params)}  input {graph.input_shape}  {macs:,} mult-adds  arena {arena:,} B")
+    print(f"{'mcu':10} {'flags':44} {'instructions':>13} {'per MAC':>8} {'weights B':>10} {'code B':>7} "
+          f"{'stack B':>8} {'qemu s':>7}")
+    with tempfile.TemporaryDirectory(prefix="archdsl-bench-mcu-") as tmp:
+        c_target.compile(graph, init_weights(graph, 0), Path(tmp), "net")
+        for mcu in c_target.MCUS:
+            for opt in opts:
+                b = c_target.build_mcu(Path(tmp), "net", mcu, opt=opt)
+                t0 = time.perf_counter()
+                r = c_target.run_mcu(b, x, graph.output_shape.numel)
+                wall = time.perf_counter() - t0
+                n = r.instructions[0]
+                print(f"{mcu:10} {' '.join(opt):44} {n:13,} {n / macs:8.2f} {b.weights_bytes:10,} "
+                      f"{b.code_bytes:7,} {r.stack_bytes:8,} {wall:7.2f}")
+    arena_table()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
