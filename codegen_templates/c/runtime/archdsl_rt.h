@@ -11,6 +11,27 @@
 #ifndef ARCHDSL_RT_H
 #define ARCHDSL_RT_H
 
+/* Register tile of the matrix-product kernels (rt_gemm.c, and rt_conv.c at stride 1): MR output
+ * channels x NR pixels, sized for the target's registers; override with -DARCH_GEMM_MR=... */
+/* Measured with gcc 12 -O3 (MobileNetV1): shapes whose row is two vectors of 8 or of 4 (6x16 with
+ * AVX2, 4x8 with SSE2) are vectorised across the tile's rows with shuffles and run 8-20 times
+ * slower than these, so keep a row three or more vectors long. */
+#ifndef ARCH_GEMM_MR
+#if defined(__AVX512F__)
+#define ARCH_GEMM_MR 8
+#define ARCH_GEMM_NR 32
+#elif defined(__AVX__)
+#define ARCH_GEMM_MR 4
+#define ARCH_GEMM_NR 24
+#elif defined(__SSE2__) || defined(__ARM_NEON)
+#define ARCH_GEMM_MR 2
+#define ARCH_GEMM_NR 24
+#else /* scalar FPU (Cortex-M4/M7: 32 single-precision registers) */
+#define ARCH_GEMM_MR 4
+#define ARCH_GEMM_NR 4
+#endif
+#endif
+
 /* The activation run in a kernel's epilogue (or alone, by arch_activation). */
 enum arch_act {
     ARCH_ACT_NONE = 0,

@@ -8,24 +8,6 @@
  * sizes suit the target's register file; a build can override them with -DARCH_GEMM_MR=... */
 #include "archdsl_rt.h"
 
-/* Measured with gcc 12 -O3 (MobileNetV1): shapes whose row is two vectors of 8 or of 4 (6x16 with
- * AVX2, 4x8 with SSE2) are vectorised across the tile's rows with shuffles and run 8-20 times
- * slower than these, so keep a row three or more vectors long. */
-#ifndef ARCH_GEMM_MR
-#if defined(__AVX512F__)
-#define ARCH_GEMM_MR 8
-#define ARCH_GEMM_NR 32
-#elif defined(__AVX__)
-#define ARCH_GEMM_MR 4
-#define ARCH_GEMM_NR 24
-#elif defined(__SSE2__) || defined(__ARM_NEON)
-#define ARCH_GEMM_MR 2
-#define ARCH_GEMM_NR 24
-#else /* scalar FPU (Cortex-M4/M7: 32 single-precision registers) */
-#define ARCH_GEMM_MR 4
-#define ARCH_GEMM_NR 4
-#endif
-#endif
 #define MR ARCH_GEMM_MR
 #define NR ARCH_GEMM_NR
 #ifndef ARCH_GEMM_CHUNK_BYTES
