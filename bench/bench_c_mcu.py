@@ -8,7 +8,7 @@ Instructions: the generated harness reads CMSDK TIMER0 (25 MHz) around <p>_invok
 -icount shift=0, one guest instruction per virtual nanosecond, so instructions = 40 x ticks
 (resolution 40). These are instruction counts, not cycles: QEMU models no pipeline, cache or flash
 wait states. Each --opt is one set of optimisation flags for the model and kernels (default: the
-target's MCU_OPT, then the same with -ffp-contract=fast, which lets gcc emit vfma).
+target's MCU_OPT, -O3 -ffp-contract=fast, and plain -O2 for comparison).
 
 Arena: plan_memory's arena (the #define; what `stats` reports), the largest set of tensors alive at
 once (a lower bound for any plan of this schedule), and the largest input + output of one step (the
@@ -69,7 +69,8 @@ def main() -> int:
         arena_table()
         return 0
     sets = args.sets if args.sets is not None else ["alpha=0.25", "rho=96/224", "classes=2"]
-    opts = [o.split() for o in args.opt] if args.opt else [c_target.MCU_OPT, [*c_target.MCU_OPT, "-ffp-contract=fast"]]
+    opts = [o.split() for o in args.opt] if args.opt else [c_target.MCU_OPT,
+                                                           ["-O2", "-ffunction-sections", "-fdata-sections"]]
     graph = load_graph(Path(args.spec), sets)
     macs = totals(graph)["macs"]
     arena = plan_memory(graph).arena_bytes
