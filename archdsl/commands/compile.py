@@ -88,6 +88,10 @@ def register(app: typer.Typer) -> None:
                                            help="Base name of the generated files (default: the network's name)."),
         prefix: Optional[str] = typer.Option(None, "--prefix", metavar="NAME",
                                              help="C target only: prefix of the public symbols (default: NAME)."),
+        mcu: Optional[str] = typer.Option(None, "--mcu", metavar="cortex-m4|cortex-m7",
+                                          help="C target only: also cross-compile for this Cortex-M, run it once "
+                                               "under QEMU, and report flash (weights + code) and RAM (arena + "
+                                               "stack)."),
     ):
         """Compile a spec to a target. The same spec, weights and options give the same bytes.
 
@@ -97,9 +101,18 @@ def register(app: typer.Typer) -> None:
 
           archdsl compile specs/mobilenet_v1.arch --target c -o build/c --weights model.pt
         """
+        if mcu is not None and target != "c":
+            raise ArchError("--mcu applies to the C target only", None, "use --target c")
         tgt = load_target(target)
         graph = load_graph(spec, set_)
         w = get_weights(graph, weights, seed)
         written = compile_target(tgt, graph, w, out, name or graph.name, prefix)
         for path in written:
             typer.echo(f"wrote {path} ({Path(path).stat().st_size:,} bytes)")
+        if mcu is not None:
+            import numpy as np
+
+            from .run import mcu_report
+
+            zeros = np.zeros((1, *graph.input_shape.chw), np.float32)
+            mcu_report(tgt, graph, out, zeros, mcu, name or graph.name)

@@ -118,7 +118,7 @@ def register(app: typer.Typer) -> None:
             if mcu is None:
                 y = tgt.run(Path(tmp), graph.name, x)
             else:
-                y = _run_mcu(tgt, graph, Path(tmp), x, mcu)
+                y = mcu_report(tgt, graph, Path(tmp), x, mcu)
         y = np.asarray(y, dtype=np.float32).reshape(len(x), *graph.output_shape.chw)
         typer.echo(show_output(y))
         if out is not None:
@@ -131,14 +131,15 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"wrote {out} {tuple(y.shape)}")
 
 
-def _run_mcu(c_target, graph, outdir: Path, x, mcu: str):
+def mcu_report(c_target, graph, outdir: Path, x, mcu: str, name: str | None = None):
+    """Cross-compile, run under QEMU, print flash/RAM and instructions; return the output."""
     from rich.console import Console
     from rich.table import Table
 
     from ..analysis.costs import totals
     from ..analysis.memory import plan_memory
 
-    b = c_target.build_mcu(outdir, graph.name, mcu)
+    b = c_target.build_mcu(outdir, name or graph.name, mcu)
     r = c_target.run_mcu(b, x, graph.output_shape.numel)
     arena = plan_memory(graph).arena_bytes
     table = Table(title=f"{graph.name} on {b.mcu.name} (QEMU {b.mcu.machine})", title_justify="left")
