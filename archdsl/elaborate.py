@@ -14,7 +14,7 @@ from . import ops
 from .errors import ArchError, Loc, did_you_mean
 from .exprs import Scope, as_int, evaluate, evaluate_value, make_divisible, refers_to_input, round_half_up
 from .ir import Graph, Node, RowRef, TensorShape
-from .syntax import (AfterStmt, BlockDef, DefaultsStmt, InputStmt, Num, PostOp, ResolutionStmt, Row, ShapeLit, Spec,
+from .syntax import (AfterStmt, BlockDef, DefaultsStmt, InputStmt, PostOp, ResolutionStmt, Row, ShapeLit, Spec,
                      WidthStmt, Word)
 
 STRUCTURAL = ("residual", "scale", "concat", "branch", "shortcut")

@@ -80,7 +80,7 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except ValueError as e:  # an object array needs pickle: refused
+    except ValueError:  # an object array needs pickle: refused
         raise ArchError("the file holds pickled objects, which are never loaded", None,
                         "save plain float arrays: archdsl.weights.save_npz or np.savez") from None
     except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:

@@ -17,7 +17,7 @@ def generated_spec(rows: int) -> str:
         if i % 2 == 0:
             lines.append(f"conv dw / s1   3x3x16 dw   @ 64x64x16   # row {i}")
         else:
-            lines.append(f"conv / s1      1x1x16x16   @ 64x64x16")
+            lines.append("conv / s1      1x1x16x16   @ 64x64x16")
     return "\n".join(lines) + "\n"
 
 

@@ -24,6 +24,23 @@ def load_graph(spec: str | Path, **sets):
     return elaborate(parse(path.read_text(encoding="utf-8"), str(path)), sets)
 
 
+def small_graph(spec):
+    """The spec at a reduced size for cross-backend tests: α = 0.25 and the smallest ρ that still
+    elaborates (some networks stop fitting their pooling windows below a resolution)."""
+    from archdsl.errors import ArchError
+
+    params = load_graph(spec).params
+    sets = {"alpha": 0.25} if "alpha" in params else {}
+    if "rho" not in params:
+        return load_graph(spec, **sets)
+    for rho in (0.25, 0.5, 0.75, 1.0):
+        try:
+            return load_graph(spec, **sets, rho=rho)
+        except ArchError:
+            continue
+    raise AssertionError(f"{Path(spec).name} does not elaborate at alpha=0.25 for any rho <= 1")
+
+
 def parse_text(text: str, **sets):
     from archdsl.elaborate import elaborate
     from archdsl.syntax import parse

@@ -9,7 +9,6 @@ we use atol = rtol = 2e-5 * sqrt(K) with K the number of terms summed per output
 from __future__ import annotations
 
 import ctypes
-import itertools
 import subprocess
 
 import numpy as np

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import all_specs, load_graph, parse_text
+from conftest import all_specs, parse_text, small_graph
 
 from archdsl import ops
 from archdsl.backends import onnx_target as T
@@ -81,19 +81,6 @@ avg pool         1x1            global
 INLINE = {"allops": ALL_OPS, "maps": MAPS}
 BATCH = 3
 
-
-def small_graph(spec: Path):
-    """The spec at a reduced size: α = 0.25 and the smallest ρ that still elaborates."""
-    params = load_graph(spec).params
-    sets = {"alpha": 0.25} if "alpha" in params else {}
-    if "rho" not in params:
-        return load_graph(spec, **sets)
-    for rho in (0.25, 0.5, 0.75, 1.0):
-        try:
-            return load_graph(spec, **sets, rho=rho)
-        except ArchError:
-            continue
-    raise AssertionError(f"{spec.name} does not elaborate at alpha=0.25 for any rho <= 1")
 
 
 CASES = sorted(INLINE) + [p.name for p in all_specs()]

@@ -26,7 +26,6 @@ import importlib.util
 import io
 import keyword
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Union

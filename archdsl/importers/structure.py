@@ -515,7 +515,7 @@ class _Matcher:
         y = v.items[len(u.items)]
         raise self.error(u.head.node.ref, f"{theirs} has a {_words(y)} "
                                           f"this row ({_unit_words(u)}) lacks",
-                         f"add it to the row's after= (or to the spec's `after` line)")
+                         "add it to the row's after= (or to the spec's `after` line)")
 
     def mismatch(self, x: _Item, y: _Item) -> None:
         node, op = x.node.ref, y.node.ref
@@ -638,7 +638,7 @@ class _Matcher:
         quiet = [local for local in BN_LOCALS if local in bn.params and not (local == "bias" and beta is not None)]
         for local in quiet:
             self.put(bn, local, values[local], "", None, "", record=False)
-        what = {"weight": "γ=1", "bias": "β=0", "running_mean": "mean=0", "running_var": f"var=1-eps"}
+        what = {"weight": "γ=1", "bias": "β=0", "running_mean": "mean=0", "running_var": "var=1-eps"}
         self.rows.append(MapRow(_line(bn), f"{bn.name}.{{{','.join(quiet)}}}" if len(quiet) > 1 else
                                 bn.param_key(quiet[0]), "(identity)", None, (c,),
                                 "BN folded in the model: " + " ".join(what[q] for q in quiet)))
