@@ -4,8 +4,8 @@ The same plan gives `stats` its peak activation memory and the C target its aren
 so the two numbers cannot disagree. The arena holds every tensor of the fused
 schedule, the network input and output included (the C API exposes pointers into
 it). Element-wise steps write over their input when nothing later reads it;
-reshapes (flatten, dropout) are views. Buffers are placed greedily, largest
-first, at the lowest offset that does not overlap a buffer alive at the same time.
+reshapes (flatten, dropout) are views. Buffers are placed greedily at the lowest offset
+that does not overlap a buffer alive at the same time, in the best of a few orders.
 """
 from __future__ import annotations
 
@@ -85,15 +85,35 @@ def plan_memory(graph: Graph, steps: list[Step] | None = None, elem_bytes: int =
             live.setdefault(k, []).append(buf)
     peak = max(sum(b.size for b in bufs) for bufs in live.values())
 
-    placed: set[int] = set()
-    for buf in sorted(buffers, key=lambda b: (-b.size, b.first)):
-        neighbours = {o.index: o for k in range(buf.first, buf.last + 1) for o in live[k] if o.index in placed}
-        offset = 0
-        for other in sorted(neighbours.values(), key=lambda o: o.offset):
-            if offset + buf.size <= other.offset:
-                break
-            offset = max(offset, other.offset + other.size)
-        buf.offset = offset
-        placed.add(buf.index)
-    arena = max((b.offset + b.size for b in buffers), default=0)
+    # Greedy placement is a heuristic: largest-first suits graphs with long-lived skips,
+    # execution order suits chains. Try both (and by lifetime area) and keep the smallest arena.
+    orders = (
+        lambda b: (-b.size, b.first),
+        lambda b: (b.first, -b.size),
+        lambda b: (-b.size * (b.last - b.first + 1), b.first),
+    )
+    best: dict[int, int] | None = None
+    for order in orders:
+        offsets = _place(buffers, live, order)
+        arena = max((offsets[b.index] + b.size for b in buffers), default=0)
+        if best is None or arena < best_arena:
+            best, best_arena = offsets, arena
+    for buf in buffers:
+        buf.offset = best[buf.index]
+    arena = best_arena
     return MemoryPlan(buffer_of, buffers, arena, peak)
+
+
+def _place(buffers: list[Buffer], live: dict[int, list[Buffer]], order) -> dict[int, int]:
+    """Offsets: each buffer, in the given order, at the lowest offset clear of the placed buffers
+    that are alive at the same time."""
+    offsets: dict[int, int] = {}
+    for buf in sorted(buffers, key=order):
+        neighbours = {o.index: o for k in range(buf.first, buf.last + 1) for o in live[k] if o.index in offsets}
+        offset = 0
+        for other in sorted(neighbours.values(), key=lambda o: offsets[o.index]):
+            if offset + buf.size <= offsets[other.index]:
+                break
+            offset = max(offset, offsets[other.index] + other.size)
+        offsets[buf.index] = offset
+    return offsets
