@@ -16,35 +16,21 @@ others, and the best median is kept (other jobs on a shared machine only ever sl
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import ROOT, base_parser, timeit  # noqa: E402
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--spec", default=str(ROOT / "specs" / "mobilenet_v1.arch"))
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--runs", type=int, default=30)
+    p = base_parser(__doc__)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--cflags", default="-O3 -march=native -ffp-contract=fast")
     return p.parse_args()
-
-
-def timeit(fn, runs: int) -> list[float]:
-    fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def main() -> int:

@@ -16,37 +16,22 @@ limited to --blas-threads (default 1) through the environment, before NumPy load
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import ROOT, base_parser, timeit  # noqa: E402
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--spec", default=str(ROOT / "specs" / "mobilenet_v1.arch"))
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE")
+    p = base_parser(__doc__)
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--runs", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--blas-threads", type=int, default=1)
     return p.parse_args()
-
-
-def timeit(fn, runs: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def torch_functional(graph, weights):

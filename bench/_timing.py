@@ -1,0 +1,29 @@
+"""What the latency benchmarks share: their common arguments and the timing loop."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def base_parser(doc: str) -> argparse.ArgumentParser:
+    """--spec, --set and --runs; each benchmark adds its own options."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--spec", default=str(ROOT / "specs" / "mobilenet_v1.arch"))
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--runs", type=int, default=30)
+    return p
+
+
+def timeit(fn, runs: int, warmup: int = 1) -> list[float]:
+    """Wall time of `runs` calls of fn, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
