@@ -230,6 +230,16 @@ def save_npz(weights: dict[str, np.ndarray], path) -> Path:
 # ---------------------------------------------------------------- BN folding
 
 
+def bn_scale_shift(bn, weights: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A BN node as a per-channel affine map y = x·scale + shift, in float64:
+    scale = γ/√(var + eps), shift = β − mean·scale. Folding and the runtimes' unfolded BN share it."""
+    def get(local: str) -> np.ndarray:
+        return np.asarray(weights[bn.param_key(local)], dtype=np.float64)
+
+    scale = get("weight") / np.sqrt(get("running_var") + float(bn.attrs["eps"]))
+    return scale, get("bias") - get("running_mean") * scale
+
+
 def fold_bn(graph: Graph, steps, weights: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{step.main.name: (weight, bias)} for every step whose main op folds BN (conv, conv dw, fc).
 
@@ -247,13 +257,8 @@ def fold_bn(graph: Graph, steps, weights: dict[str, np.ndarray]) -> dict[str, tu
         b = (np.asarray(weights[main.param_key("bias")], dtype=np.float64) if "bias" in main.params
              else np.zeros(cout, dtype=np.float64))
         if step.bn is not None:
-            bn = step.bn
-            gamma = np.asarray(weights[bn.param_key("weight")], dtype=np.float64)
-            beta = np.asarray(weights[bn.param_key("bias")], dtype=np.float64)
-            mean = np.asarray(weights[bn.param_key("running_mean")], dtype=np.float64)
-            var = np.asarray(weights[bn.param_key("running_var")], dtype=np.float64)
-            scale = gamma / np.sqrt(var + float(bn.attrs.get("eps", 1e-5)))
+            scale, shift = bn_scale_shift(step.bn, weights)
             w = w * scale.reshape((cout,) + (1,) * (w.ndim - 1))
-            b = (b - mean) * scale + beta
+            b = b * scale + shift
         out[main.name] = (np.ascontiguousarray(w, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32))
     return out

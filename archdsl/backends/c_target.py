@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ArchError
+from ..weights import bn_scale_shift
 
 NAME = "c"
 EXTRA = None
@@ -233,9 +234,7 @@ def _fc(e: Emitter, step) -> list[str]:
 def _bn(e: Emitter, step) -> list[str]:
     """A BatchNorm that could not fold into a conv: a per-channel affine map."""
     n = step.main
-    get = lambda local: np.asarray(e.weights[n.param_key(local)], dtype=np.float64)  # noqa: E731
-    scale = get("weight") / np.sqrt(get("running_var") + float(n.attrs.get("eps", 1e-5)))
-    shift = get("bias") - get("running_mean") * scale
+    scale, shift = bn_scale_shift(n, e.weights)
     s = e.array(n, "scale", scale, f"{n.name}: gamma / sqrt(running_var + eps)")
     t = e.array(n, "shift", shift, f"{n.name}: beta - running_mean * scale")
     x = n.in_shapes[0]

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..ir import Graph, Node
+from ..weights import bn_scale_shift
 
 NAME = "numpy"
 EXTRA = None
@@ -272,9 +273,7 @@ def _lower_fc(step, e: Emitter) -> str:
 def _lower_bn(step, e: Emitter) -> str:
     """A BN that did not fold (its input has other readers, or no conv before it)."""
     node = step.main
-    p = {local: np.asarray(e.weights[node.param_key(local)], dtype=np.float64) for local in node.params}
-    scale = p["weight"] / np.sqrt(p["running_var"] + node.attrs["eps"])
-    shift = p["bias"] - p["running_mean"] * scale
+    scale, shift = bn_scale_shift(node, e.weights)
     return e.call("scale_shift", e.x(step), e.array(f"{node.name}.scale", scale),
                   e.array(f"{node.name}.shift", shift), f"act={e.act(step)}")
 
