@@ -76,8 +76,11 @@ def network_defaults(spec: Spec) -> dict[str, Any]:
     return values
 
 
-def elaborate(spec: Spec, overrides: dict[str, Any] | None = None) -> Graph:
-    """Build the IR for `spec` with parameter `overrides` (name -> value)."""
+def elaborate(spec: Spec, overrides: dict[str, Any] | None = None, check_defaults: bool = True) -> Graph:
+    """Build the IR for `spec` with parameter `overrides` (name -> value).
+
+    With overrides, the spec is first checked at its defaults; `check_defaults=False` skips that
+    when the caller has already checked it (a sweep elaborates one spec many times)."""
     try:
         defaults = network_defaults(spec)
         values = dict(defaults)
@@ -89,7 +92,8 @@ def elaborate(spec: Spec, overrides: dict[str, Any] | None = None) -> Graph:
                                 f"its parameters: {', '.join(defaults) or '(none)'}")
             values[name] = value
         if values != defaults:
-            _Elaborator(spec, defaults, checks=True).run()
+            if check_defaults:
+                _Elaborator(spec, defaults, checks=True).run()
             return _Elaborator(spec, values, checks=False).run()
         return _Elaborator(spec, values, checks=True).run()
     except ArchError as err:

@@ -154,12 +154,12 @@ def run_sweep(spec, fixed: dict, axes: list[list[tuple[str, Any]]], elaborate: C
         from rich.progress import Progress
 
         progress = Progress(transient=True)
-    elaborate(spec, fixed)  # checks the spec once, with clear errors, before the loop
+    elaborate(spec, fixed)  # checks the spec (at its defaults too) once, before the loop
 
     def one(combo):
         sets = dict(fixed)
         sets.update(dict(combo))
-        graph = elaborate(spec, sets)
+        graph = elaborate(spec, sets, check_defaults=False)
         t = totals(graph)
         return {"set": dict(combo), "label": label_of(dict(combo)), "input": graph.input_shape.as_list(),
                 "macs": t["macs"], "params": t["params"]}
