@@ -176,6 +176,16 @@ class Op:
         return int(value) if integer else value
 
 
+def stride_pair(args: RowArgs, default: tuple[int, int]) -> tuple[int, int]:
+    """(vertical, horizontal) stride: `/ sN` is N on both axes; without one, `default` per axis
+    (1x1 for convolutions, the window itself for pools, so `avg pool 2x1` steps 2 down and 1 across)."""
+    if args.stride is None:
+        return default
+    if args.stride < 1:
+        raise ArchError(f"stride must be at least 1, got {args.stride}", args.stride_loc)
+    return (args.stride, args.stride)
+
+
 def padding_for(mode: Any, kernel: tuple[int, int], stride: tuple[int, int], size: tuple[int, int],
                 loc: Loc) -> tuple[int, int, int, int]:
     """(top, left, bottom, right) padding.

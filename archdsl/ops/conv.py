@@ -3,21 +3,19 @@ from __future__ import annotations
 
 from ..errors import ArchError
 from ..ir import ParamSpec, TensorShape
-from .base import Op, RowArgs, padding_for, register, window_out
+from .base import Op, RowArgs, padding_for, register, stride_pair, window_out
 
 
 def _kernel_stride_pads(op: Op, args: RowArgs, kh: int, kw: int) -> dict:
-    stride = args.stride or 1
-    if stride < 1:
-        raise ArchError(f"stride must be at least 1, got {stride}", args.stride_loc)
-    pads = padding_for(args.opt("pad", op.options["pad"]), (kh, kw), (stride, stride),
+    sh, sw = stride_pair(args, (1, 1))
+    pads = padding_for(args.opt("pad", op.options["pad"]), (kh, kw), (sh, sw),
                        (args.x.h, args.x.w), args.opt_loc("pad"))
-    out_h = window_out(args.x.h, kh, stride, pads[0], pads[2])
-    out_w = window_out(args.x.w, kw, stride, pads[1], pads[3])
+    out_h = window_out(args.x.h, kh, sh, pads[0], pads[2])
+    out_w = window_out(args.x.w, kw, sw, pads[1], pads[3])
     if out_h < 1 or out_w < 1:
         raise ArchError(f"a {kh}x{kw} filter does not fit the {args.x.h}x{args.x.w} input", args.filter_loc,
                         "use pad=same, a smaller filter or a larger input")
-    return {"kernel": (kh, kw), "stride": (stride, stride), "pads": pads}
+    return {"kernel": (kh, kw), "stride": (sh, sw), "pads": pads}
 
 
 def _window_shape(attrs: dict, x: TensorShape, channels: int) -> TensorShape:

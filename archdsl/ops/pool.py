@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..errors import ArchError
 from ..ir import TensorShape
-from .base import Op, RowArgs, padding_for, register, window_out
+from .base import Op, RowArgs, padding_for, register, stride_pair, window_out
 
 
 class _Pool(Op):
@@ -18,6 +18,9 @@ class _Pool(Op):
         x = args.x
         is_global = self.always_global or "global" in {f.lower() for f in args.flags}
         if is_global:
+            if args.stride not in (None, 1):
+                raise ArchError("a global pool has no stride: its one window covers the whole map",
+                                args.stride_loc, "drop the / sN, or drop `global` to slide a window")
             if args.filter is not None:  # the printed window is an assertion about the map size
                 kh, kw = self.need_filter(args, (2,))
                 if args.at_defaults and (kh, kw) != (x.h, x.w):
@@ -25,18 +28,18 @@ class _Pool(Op):
                                     args.filter_loc)
             return {"kernel": (x.h, x.w), "stride": (1, 1), "pads": (0, 0, 0, 0), "global": True}
         kh, kw = self.need_filter(args, (2,))
-        stride = args.stride or kh
-        pads = padding_for(args.opt("pad", "valid"), (kh, kw), (stride, stride), (x.h, x.w), args.opt_loc("pad"))
+        sh, sw = stride_pair(args, (kh, kw))  # the stride defaults to the window, axis by axis
+        pads = padding_for(args.opt("pad", "valid"), (kh, kw), (sh, sw), (x.h, x.w), args.opt_loc("pad"))
         if max(pads[0], pads[2]) >= kh or max(pads[1], pads[3]) >= kw:
             # a window that could lie wholly in the padding has nothing to pool (ONNX Runtime refuses it)
             raise ArchError(f"padding {max(pads)} is not smaller than the {kh}x{kw} pool window",
                             args.opt_loc("pad"), "use pad=same or a padding below the window size")
-        out_h = window_out(x.h, kh, stride, pads[0], pads[2])
-        out_w = window_out(x.w, kw, stride, pads[1], pads[3])
+        out_h = window_out(x.h, kh, sh, pads[0], pads[2])
+        out_w = window_out(x.w, kw, sw, pads[1], pads[3])
         if out_h < 1 or out_w < 1:
             raise ArchError(f"a {kh}x{kw} pool does not fit the {x.h}x{x.w} input", args.filter_loc,
                             "write `global` to pool over the whole map whatever its size")
-        return {"kernel": (kh, kw), "stride": (stride, stride), "pads": pads, "global": False}
+        return {"kernel": (kh, kw), "stride": (sh, sw), "pads": pads, "global": False}
 
     def out_shape(self, attrs, ins):
         (kh, kw), (sh, sw), (t, l, b, r) = attrs["kernel"], attrs["stride"], attrs["pads"]
