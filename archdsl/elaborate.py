@@ -20,6 +20,7 @@ from .syntax import (AfterStmt, BlockDef, DefaultsStmt, InputStmt, PostOp, Resol
 STRUCTURAL = ("residual", "scale", "concat", "branch", "shortcut")
 ROUNDINGS = ("floor", "nearest", "divisible")
 INPUT = "input"
+BLOCK_INPUT = "block.in"  # env key of the enclosing block's input shape (not a name a spec can write)
 
 
 @dataclass
@@ -134,7 +135,8 @@ class _Elaborator:
                      width_rule=self.width.describe(), source_name=self.spec.filename)
 
     def scope(self, env: dict, cur: str | None) -> Scope:
-        return Scope(env, self.shapes.get(cur) if cur else None, self.width)
+        names = {k: v for k, v in env.items() if k != BLOCK_INPUT}
+        return Scope(names, self.shapes.get(cur) if cur else None, self.width, block_in=env.get(BLOCK_INPUT))
 
     def stmts(self, stmts, names: NameScope, env: dict, cur: str | None, first_copy: bool) -> str | None:
         for st in stmts:
@@ -455,6 +457,7 @@ class _Elaborator:
             bound["s"] = 1  # a repeated row's stride applies to its first copy only
         inner_env = dict(self.values)
         inner_env.update(bound)
+        inner_env[BLOCK_INPUT] = self.shapes[cur]
         group = self.row_name(row, names, block.name)
         out = self.stmts(block.body, names.child(group), inner_env, cur, first_copy=True)
         ref = RowRef(group, row.loc.line, row.loc.col, row.text)

@@ -9,6 +9,9 @@ from .errors import ArchError, did_you_mean
 from .syntax import Attr, BinOp, BoolOp, Call, Expr, Num, UnaryOp, Value, Var, Word
 
 
+INPUT_OBJECTS = ("in", "block.in")  # in.c: the row's input; block.in.c: the enclosing block's input
+
+
 def round_half_up(x: float) -> int:
     """round() that sends .5 up (Python's round() sends it to the even neighbour)."""
     return int(math.floor(x + 0.5))
@@ -30,6 +33,7 @@ class Scope:
     in_shape: Any = None  # TensorShape of the row's input, for in.c / in.h / in.w
     width: Callable[[float], int] | None = None  # the spec's α rounding rule, as width(c)
     functions: dict[str, Callable] = field(default_factory=dict)
+    block_in: Any = None  # TensorShape of the enclosing block's input, for block.in.c / .h / .w
 
 
 def _builtin_functions(scope: Scope) -> dict[str, Callable]:
@@ -48,7 +52,7 @@ def _builtin_functions(scope: Scope) -> dict[str, Callable]:
 def refers_to_input(expr: Expr) -> bool:
     """Does this expression read `in.*`? (Its value is then already width-scaled.)"""
     if isinstance(expr, Attr):
-        return expr.obj == "in"
+        return expr.obj in INPUT_OBJECTS
     if isinstance(expr, BinOp):
         return refers_to_input(expr.left) or refers_to_input(expr.right)
     if isinstance(expr, UnaryOp):
@@ -79,12 +83,18 @@ def evaluate(expr: Expr, scope: Scope) -> Any:
                         f"did you mean '{guess}'?" if guess else
                         f"names here: {', '.join(sorted(scope.names)) or '(none)'}, in.c, in.h, in.w")
     if isinstance(expr, Attr):
-        if expr.obj != "in" or expr.name not in ("c", "h", "w"):
+        if expr.obj not in INPUT_OBJECTS or expr.name not in ("c", "h", "w"):
             raise ArchError(f"unknown name '{expr.obj}.{expr.name}'", expr.loc,
-                            "the row's input shape is in.c, in.h and in.w")
-        if scope.in_shape is None:
+                            "the row's input shape is in.c, in.h and in.w; inside a block, the block's "
+                            "input is block.in.c, block.in.h and block.in.w")
+        shape = scope.in_shape if expr.obj == "in" else scope.block_in
+        if shape is None and expr.obj == "block.in":
+            raise ArchError(f"'block.in.{expr.name}' is only defined inside a block", expr.loc,
+                            "block.in is the input of the row that uses a `block NAME(...) { }`; "
+                            "here, write in.c, in.h or in.w (the row's own input)")
+        if shape is None:
             raise ArchError(f"'in.{expr.name}' has no input here", expr.loc)
-        return getattr(scope.in_shape, expr.name)
+        return getattr(shape, expr.name)
     if isinstance(expr, Call):
         funcs = _builtin_functions(scope)
         fn = funcs.get(expr.fn)

@@ -38,6 +38,8 @@ class Var:
 
 @dataclass(frozen=True)
 class Attr:
+    """`in.c`, `block.in.c`: obj is everything before the last dot."""
+
     obj: str
     name: str
     loc: Loc
@@ -280,7 +282,7 @@ class _ExprBuilder:
         if kind == "var":
             return Var(str(ch[0]), Loc(at.line, at.col, len(str(ch[0]))))
         if kind == "attr":
-            return Attr(str(ch[0]), str(ch[1]), at)
+            return Attr(".".join(str(c) for c in ch[:-1]), str(ch[-1]), at)
         if kind == "call":
             return Call(str(ch[0]), tuple(self.transform(c) for c in ch[1:]), at)
         if kind == "neg":

@@ -221,3 +221,49 @@ def test_defaults_set_options_for_an_op_family_and_rows_override():
     assert g.node("dw1.dw").attrs["pads"] == (0, 0, 1, 1) and "bias" in g.node("dw1.dw").params
     assert g.node("conv2.conv").attrs["pads"] == (0, 0, 0, 0) and not g.node("conv2.conv").attrs["bias"]
     assert all(n.attrs["eps"] == 0.001 for n in g.nodes if n.op.name == "bn")
+
+
+MBCONV = """network t(alpha = 1.0)
+input 16x16x24
+block mbconv(t, c, s = 1) {
+  conv / s1        1x1x{in.c}x{in.c * t}
+  conv dw / s{s}   3x3x{in.c} dw
+  scale {
+    global avg pool
+    conv 1x1x{in.c}x{max(1, block.in.c // 4)}   after=relu
+    conv 1x1x{in.c}x{block.in.c * t}            after=sigmoid
+  }
+  conv / s1        1x1x{in.c}x{c}
+}
+mbconv t=6 c=40 s=2
+mbconv t=4 c=16
+"""
+
+
+def test_block_in_names_the_enclosing_blocks_input_inside_nested_bodies():
+    g = parse_text(MBCONV)
+    # EfficientNet's squeeze: a quarter of the block's input (24, then 40), not of the expansion.
+    assert g.node("mbconv1.scale1.conv1.conv").out_shape.c == 6
+    assert g.node("mbconv1.scale1.conv2.conv").out_shape.c == 144
+    assert g.node("mbconv2.scale1.conv1.conv").out_shape.c == 10
+    assert g.node("mbconv2.scale1.conv2.conv").out_shape.c == 160
+    assert g.nodes[-1].out_shape.c == 16
+
+
+def test_block_in_is_already_width_scaled():
+    g = parse_text(MBCONV.replace("input 16x16x24\n", "input 16x16x24\nwidth alpha\n"), alpha=0.5)
+    # block.in.c is read from the (scaled) input, so α does not apply to it a second time.
+    assert g.node("mbconv2.scale1.conv1.conv").out_shape.c == 20 // 4
+
+
+def test_block_in_outside_a_block_is_a_diagnostic():
+    with pytest.raises(ArchError) as e:
+        parse_text(HEAD + "conv 1x1x3x{block.in.c}\n")
+    assert "'block.in.c' is only defined inside a block" in e.value.render()
+    assert "test.arch:3:13" in e.value.render()  # at `block`, after the brace
+
+
+def test_unknown_attribute_names_both_input_forms():
+    with pytest.raises(ArchError) as e:
+        parse_text(HEAD + "conv 1x1x3x{block.c}\n")
+    assert "unknown name 'block.c'" in e.value.render() and "block.in.c" in e.value.render()
