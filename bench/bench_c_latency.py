@@ -41,7 +41,7 @@ def main() -> int:
     from archdsl.analysis.costs import totals
     from archdsl.backends import c_target
     from archdsl.cli import load_graph
-    from archdsl.commands.compile import load_target
+    from archdsl.commands.targets import load_target
     from archdsl.weights import init_weights
 
     graph = load_graph(Path(args.spec), args.sets)

@@ -93,7 +93,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from archdsl.backends import numpy_target
     from archdsl.cli import load_graph
-    from archdsl.commands.compile import load_target
+    from archdsl.commands.targets import load_target
     from archdsl.errors import ArchError
     from archdsl.weights import init_weights
 

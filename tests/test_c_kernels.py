@@ -39,7 +39,7 @@ def ref_act(x, act):
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
-    rt = c_target._templates() / "runtime"
+    rt = c_target.templates() / "runtime"
     out = tmp_path_factory.mktemp("rt") / "librt.so"
     cc = c_target.host_cc()
     cmd = [cc, "-O2", "-fPIC", "-shared", *c_target.WARN_FLAGS, f"-I{rt}", *map(str, sorted(rt.glob("rt_*.c"))),
@@ -309,7 +309,7 @@ def test_every_runtime_file_is_tested():
     import re
     from pathlib import Path
 
-    header = (c_target._templates() / "runtime" / c_target.RUNTIME_HEADER).read_text()
+    header = (c_target.templates() / "runtime" / c_target.RUNTIME_HEADER).read_text()
     declared = set(re.findall(r"\b(arch_\w+)\(", header))
     here = Path(__file__).read_text()
     untested = sorted(f for f in declared - {"arch_activate"} if f"lib.{f}" not in here)  # activate: every epilogue

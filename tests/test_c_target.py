@@ -141,7 +141,7 @@ def test_every_activation_has_an_epilogue():
     acts = [op for op in ops.op_names() if ops.lookup(op).is_activation]
     missing = [f"(op '{op}', backend 'c')" for op in acts if op not in c_target.ACTIVATIONS]
     assert not missing, "activations the C kernels cannot run: " + ", ".join(missing)
-    header = (c_target._templates() / "runtime" / c_target.RUNTIME_HEADER).read_text()
+    header = (c_target.templates() / "runtime" / c_target.RUNTIME_HEADER).read_text()
     for enum in c_target.ACTIVATIONS.values():
         assert re.search(rf"\b{enum}\b", header), f"{enum} is not in archdsl_rt.h"
 

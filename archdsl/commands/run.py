@@ -99,7 +99,8 @@ def register(app: typer.Typer) -> None:
         """
         import numpy as np
 
-        from .compile import get_weights, load_target
+        from .mcu import mcu_report
+        from .targets import get_weights, load_target
 
         if mcu is not None and target != "c":
             raise ArchError("--mcu applies to the C target only", None, "drop --target or use --target c")
@@ -129,28 +130,3 @@ def register(app: typer.Typer) -> None:
             np.save(buf, y, allow_pickle=False)
             write_files_atomically(out.parent if str(out.parent) else Path("."), {out.name: buf.getvalue()})
             typer.echo(f"wrote {out} {tuple(y.shape)}")
-
-
-def mcu_report(c_target, graph, outdir: Path, x, mcu: str, name: str | None = None):
-    """Cross-compile, run under QEMU, print flash/RAM and instructions; return the output."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from ..analysis.costs import totals
-    from ..analysis.memory import plan_memory
-
-    b = c_target.build_mcu(outdir, name or graph.name, mcu)
-    r = c_target.run_mcu(b, x, graph.output_shape.numel)
-    arena = plan_memory(graph).arena_bytes
-    table = Table(title=f"{graph.name} on {b.mcu.name} (QEMU {b.mcu.machine})", title_justify="left")
-    for col in ("", "bytes", "where"):
-        table.add_column(col, justify="right" if col == "bytes" else "left")
-    for row in c_target.size_table(b, arena, r.stack_bytes):
-        table.add_row(*row)
-    console = Console(width=max(100, Console().width))
-    console.print(table)
-    macs = totals(graph)["macs"]
-    for i, n in enumerate(r.instructions):
-        per = f", {n / macs:.2f} per mult-add" if macs else ""
-        console.print(f"image {i}: {n:,} instructions (QEMU -icount, TIMER0 ticks x {c_target.INSNS_PER_TICK}){per}")
-    return r.output

@@ -93,7 +93,7 @@ def first_divergence(graph, layers: dict, ref_layers: dict) -> tuple[str, Compar
 def verify_target(name: str, graph, weights, x, ref, ref_layers, workdir: Path) -> TargetResult:
     """Build and run one target; compare its output, and every layer it exposes through
     run_layers(), with the reference. The first layer out of tolerance is named."""
-    from .compile import load_target
+    from .targets import load_target
 
     try:
         target = load_target(name)

@@ -2,7 +2,7 @@
 
     read_model(path) -> ModelGraph          .tflite (tflite.py), .h5 (keras_h5.py), .onnx (onnx_model.py)
     import_weights(graph, path) -> ImportResult   the model's tensors mapped onto the graph's
-                                            parameters by structure (structure.py), as float32
+                                            parameters by structure (the structure package), as float32
                                             arrays keyed by IR parameter names
 
 The readers import their libraries (tflite, h5py, onnx) only when called.

@@ -1,266 +1,20 @@
-"""The structural matcher: a trained model's tensors onto a spec's parameters, by graph structure.
-
-Names mean nothing across frameworks (`conv2d_5`, `model/conv2d_5/Conv2D`, `onnx::Conv_17`), so the
-match uses only what both sides agree on: the order of operations and the shapes of the weights.
-
-1. Each format's reader (tflite.py, keras_h5.py, onnx_model.py) turns the model into a ModelGraph:
-   a list of ModelOps, each of one *kind* (conv, dwconv, gconv, dense, bn, add, mul, concat, an
-   activation, a pool; `pass` for pure data movement such as reshape/flatten/dropout, `pad` for
-   explicit zero padding), with its parameter tensors as stored and their layout (OHWI, HWIO, ...).
-   Fused activations (TFLite's RELU on a CONV_2D, Keras' Dense(activation='softmax')) become ops of
-   their own.
-2. Both graphs, the spec's IR and the model, are put in one canonical execution order: a
-   depth-first walk back from the output, where the inputs of a commutative join (add, mul) are
-   taken deepest branch first (the residual body before its shortcut). A model whose converter
-   listed the shortcut first, or wrote `add(shortcut, body)`, gives the same sequence as the spec.
-   `pass` ops are contracted away.
-3. The two sequences are aligned item by item (kind and weight shape in the IR layout); the first
-   difference is reported on the spec row it concerns: a wrong shape, a row the model lacks, or
-   model layers the spec lacks. Then each pair is checked in detail (bias, BN size and eps, stride,
-   padding) and its tensors are converted to the IR layout.
-
-BatchNorm, "as the source has it": when the model has no BN at all but the spec has BN after its
-convolutions (TFLite and most converted graphs fold BN into the conv), the model's folded weight
-and bias go into the conv and the BN is set to the identity: γ = 1, β = 0, mean = 0 and
-var = 1 − eps, so that γ/√(var + eps) = 1. A conv without bias puts the folded bias into β instead.
-A model with BN layers (Keras .h5, an ONNX export of a training graph) maps them one to one.
-"""
+"""The matcher: the two sequences aligned, the first difference reported on its spec row, each pair
+checked and its tensors converted to the IR layout (see the package doc, step 3)."""
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ArchError, Loc
-from ..ir import Graph, Node
-
-MAIN_KINDS = ("conv", "dwconv", "gconv", "dense")
-PARAM_KINDS = MAIN_KINDS + ("bn",)
-JOIN_KINDS = ("add", "mul", "concat")
-COMMUTATIVE = ("add", "mul")
-ACT_KINDS = ("relu", "relu6", "sigmoid", "hsigmoid", "hswish", "softmax")
-POOL_KINDS = ("avgpool", "maxpool")
-CONTRACTED = ("pass", "pad")
-
-KIND_WORDS = {
-    "conv": "conv", "dwconv": "depthwise conv", "gconv": "grouped conv", "dense": "fully connected",
-    "bn": "batchnorm", "add": "add", "mul": "mul", "concat": "concat", "avgpool": "average pool",
-    "maxpool": "max pool", "relu": "ReLU", "relu6": "ReLU6", "sigmoid": "sigmoid",
-    "hsigmoid": "hard sigmoid", "hswish": "hard swish", "softmax": "softmax",
-}
-
-# The kind of each IR op. Every op of archdsl.ops must be here (tests/test_import_matcher.py checks it).
-IR_KINDS = {
-    "conv": "conv", "conv dw": "dwconv", "fc": "dense", "bn": "bn",
-    "add": "add", "mul": "mul", "concat": "concat",
-    "relu": "relu", "relu6": "relu6", "sigmoid": "sigmoid", "hsigmoid": "hsigmoid", "hswish": "hswish",
-    "softmax": "softmax",
-    "avg pool": "avgpool", "global avg pool": "avgpool", "max pool": "maxpool", "global max pool": "maxpool",
-    "flatten": "pass", "dropout": "pass",
-}
-
-BN_LOCALS = ("weight", "bias", "running_mean", "running_var")
-
-
-def conv_kind(groups: int, in_channels: int | None) -> str:
-    """conv, dwconv (one group per input channel) or gconv, the same rule on both sides."""
-    if groups == 1:
-        return "conv"
-    return "dwconv" if in_channels is not None and groups == in_channels else "gconv"
-
-
-# ================================================================ layouts
-
-def _perm(order: tuple[int, ...]):
-    return (lambda shape: tuple(shape[i] for i in order), lambda a: np.transpose(a, order))
-
-
-def _hwcm_shape(s):
-    return (s[2] * s[3], 1, s[0], s[1])
-
-
-def _hwcm_array(a):
-    h, w, c, m = a.shape
-    return np.transpose(a, (2, 3, 0, 1)).reshape(c * m, 1, h, w)
-
-
-# layout name -> (shape in the model -> shape in the IR, array -> array). IR layouts: conv (O, I/g, kh, kw),
-# depthwise (C·m, 1, kh, kw), dense (out, in), vectors (C,).
-LAYOUTS: dict[str, tuple[Callable, Callable]] = {
-    "OIHW": _perm((0, 1, 2, 3)),   # ONNX, PyTorch
-    "OHWI": _perm((0, 3, 1, 2)),   # TFLite CONV_2D
-    "1HWC": _perm((3, 0, 1, 2)),   # TFLite DEPTHWISE_CONV_2D (C = channels x multiplier)
-    "HWIO": _perm((3, 2, 0, 1)),   # Keras Conv2D
-    "HWCM": (_hwcm_shape, _hwcm_array),  # Keras DepthwiseConv2D (kh, kw, C, multiplier)
-    "OI": _perm((0, 1)),           # TFLite FULLY_CONNECTED, ONNX Gemm(transB=1)
-    "IO": _perm((1, 0)),           # Keras Dense, ONNX MatMul / Gemm(transB=0)
-    "C": _perm((0,)),
-}
-
-
-def ir_shape_of(t: "ModelTensor") -> tuple[int, ...] | None:
-    shape = tuple(int(d) for d in t.array.shape)
-    rank = {"C": 1, "OI": 2, "IO": 2}.get(t.layout, 4)
-    if len(shape) != rank:
-        return None
-    return tuple(LAYOUTS[t.layout][0](shape))
-
-
-def fmt_shape(shape) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + ")" if shape is not None else "?"
-
-
-# ================================================================ the model side
-
-
-@dataclass
-class ModelTensor:
-    """One parameter tensor of the model, as stored, and the name of its layout (see LAYOUTS)."""
-
-    name: str
-    array: np.ndarray
-    layout: str
-
-
-@dataclass
-class ModelOp:
-    name: str                 # the op's or layer's name in the model
-    label: str                # its type in the model's own words: CONV_2D, Conv2D, Conv
-    kind: str
-    inputs: list[str]         # activation tensors only (constants are in params)
-    output: str
-    params: dict[str, ModelTensor] = field(default_factory=dict)  # IR local name -> tensor
-    stride: tuple[int, int] | None = None
-    padding: object = None    # "same" (TensorFlow SAME), (top, left, bottom, right), or None: unknown
-    eps: float | None = None  # bn
-    pads: tuple[int, int, int, int] | None = None  # kind "pad"
-
-    def describe(self) -> str:
-        return f"{self.label} '{self.name}'"
-
-    def short(self) -> str:
-        """The label and a readable name: converters join several names with ';' (TFLite), keep
-        the part that names a layer."""
-        parts = [p for p in self.name.split(";") if p]
-        if len(parts) > 1:
-            layer_words = ("conv", "dense", "matmul", "depthwise", "add", "pool", "softmax")
-            named = [p for p in parts if any(w in p.rsplit("/", 1)[-1].lower() for w in layer_words)]
-            name = (named or parts)[0] + ";…"
-        else:
-            name = self.name
-        return f"{self.label} '{name}'" if name else self.label
-
-
-@dataclass
-class ModelGraph:
-    format: str               # "TFLite", "Keras .h5", "ONNX"
-    ops: list[ModelOp]
-    input: str
-    output: str
-    input_hwc: tuple[int, int, int] | None
-    flatten: str = "hwc"      # the order in which the model flattens a feature map for a dense layer
-
-
-# ================================================================ canonical order
-
-
-@dataclass
-class _G:
-    """A node of either graph, as the canonical walk sees it."""
-
-    kind: str
-    inputs: list[str]
-    output: str
-    ref: object               # the IR Node or the ModelOp
-    extra_pads: tuple[int, int, int, int] | None = None
-
-
-def _contract(nodes: list[_G]) -> tuple[dict[str, _G], Callable[[str], str]]:
-    """{output tensor: node} of the nodes that stay, and a resolver through contracted ops.
-    Explicit zero padding in front of a conv is added to that conv's padding."""
-    alias: dict[str, tuple[str, tuple[int, int, int, int] | None]] = {}
-    for n in nodes:
-        if n.kind in CONTRACTED:
-            alias[n.output] = (n.inputs[0], n.ref.pads if n.kind == "pad" else None)
-
-    def resolve(t: str) -> tuple[str, tuple[int, int, int, int] | None]:
-        pads = None
-        seen = 0
-        while t in alias and seen <= len(alias):
-            t, p = alias[t]
-            if p is not None:
-                pads = p if pads is None else tuple(a + b for a, b in zip(pads, p))
-            seen += 1
-        return t, pads
-
-    kept: dict[str, _G] = {}
-    for n in nodes:
-        if n.kind in CONTRACTED:
-            continue
-        ins, extra = [], None
-        for t in n.inputs:
-            r, p = resolve(t)
-            ins.append(r)
-            if p is not None:
-                extra = p
-        kept[n.output] = _G(n.kind, ins, n.output, n.ref, extra)
-    return kept, lambda t: resolve(t)[0]
-
-
-def canonical_order(nodes: list[_G], graph_input: str, output: str) -> list[_G]:
-    """The nodes that reach `output`, contracted, in canonical execution order (see the module doc)."""
-    kept, resolve = _contract(nodes)
-    out = resolve(output)
-
-    depth: dict[str, int] = {graph_input: 0}
-    expanding: set[str] = set()
-    stack = [out]
-    while stack:  # longest path from the input, counted in conv/dense layers
-        t = stack[-1]
-        if t in depth:
-            stack.pop()
-            continue
-        node = kept.get(t)
-        if node is None:
-            depth[t] = 0  # a tensor no op produces (a second graph input): a leaf
-            stack.pop()
-            continue
-        todo = [i for i in node.inputs if i not in depth]
-        if todo:
-            if t in expanding or any(i in expanding for i in todo):
-                raise ArchError(f"the graph has a cycle through '{t}'", None, "is the model file damaged?")
-            expanding.add(t)
-            stack.extend(todo)
-            continue
-        depth[t] = max((depth[i] for i in node.inputs), default=0) + (1 if node.kind in MAIN_KINDS else 0)
-        stack.pop()
-
-    order: list[_G] = []
-    done: set[str] = {graph_input}
-    walk: list[tuple[str, bool]] = [(out, False)]
-    while walk:
-        t, expanded = walk.pop()
-        if t in done or t not in kept:
-            continue
-        node = kept[t]
-        if expanded:
-            done.add(t)
-            order.append(node)
-            continue
-        walk.append((t, True))
-        ins = list(node.inputs)
-        if node.kind in COMMUTATIVE:
-            ins = sorted(ins, key=lambda i: -depth.get(i, 0))  # stable: ties keep the model's order
-        for i in reversed(ins):
-            if i not in done:
-                walk.append((i, False))
-    return order
-
-
-# ================================================================ the mapping
-
+from ...errors import ArchError
+from ...ir import Graph, Node
+from .diagnostics import (_distinct_rows, _Item, _ir_sig, _ir_words, _line, _loc, _model_sig, _model_words, _Unit,
+                          _unit_words, _units, _words, filter_words)
+from .kinds import BN_LOCALS, IR_KINDS, MAIN_KINDS, conv_kind
+from .layouts import LAYOUTS, fmt_shape, ir_shape_of
+from .model import ModelGraph, ModelOp
+from .order import _G, canonical_order
 
 @dataclass
 class MapRow:
@@ -282,12 +36,6 @@ class ImportResult:
     bn_folded: bool
 
 
-@dataclass
-class _Item:
-    kind: str
-    sig: tuple
-    node: _G
-
 
 def _ir_nodes(graph: Graph) -> list[_G]:
     out = []
@@ -304,111 +52,6 @@ def _ir_nodes(graph: Graph) -> list[_G]:
 def _model_nodes(model: ModelGraph) -> list[_G]:
     return [_G(op.kind, list(op.inputs), op.output, op) for op in model.ops]
 
-
-def _ir_sig(node: Node, kind: str) -> tuple:
-    if kind in MAIN_KINDS:
-        return (kind, tuple(node.params["weight"].shape))
-    if kind == "bn":
-        return (kind, tuple(node.params["weight"].shape))
-    return (kind,)
-
-
-def _model_sig(op: ModelOp) -> tuple:
-    if op.kind in MAIN_KINDS:
-        return (op.kind, ir_shape_of(op.params["weight"]) if "weight" in op.params else None)
-    if op.kind == "bn":
-        t = next(iter(op.params.values()), None)
-        return (op.kind, ir_shape_of(t) if t is not None else None)
-    return (op.kind,)
-
-
-def _loc(node: Node) -> Loc | None:
-    row = node.row
-    if row is None or not row.line:
-        return None
-    text = (row.text or "").split("#")[0].strip()
-    return Loc(row.line, max(1, row.col), max(1, len(text)))
-
-
-def _line(node: Node) -> int:
-    return node.row.line if node.row is not None else 0
-
-
-def filter_words(kind: str, shape: tuple[int, ...] | None) -> str:
-    """A weight shape in the IR layout, written as a spec's filter column."""
-    if shape is None:
-        return KIND_WORDS.get(kind, kind)
-    if kind in ("conv", "gconv") and len(shape) == 4:
-        o, i, kh, kw = shape
-        return f"{kh}x{kw}x{i}x{o} {KIND_WORDS[kind]}"
-    if kind == "dwconv" and len(shape) == 4:
-        c, _, kh, kw = shape
-        return f"{kh}x{kw}x{c} dw"
-    if kind == "dense" and len(shape) == 2:
-        return f"{shape[1]}x{shape[0]} fc"
-    if kind == "bn" and len(shape) == 1:
-        return f"batchnorm of {shape[0]} channels"
-    return KIND_WORDS.get(kind, kind)
-
-
-def _model_words(op: ModelOp) -> str:
-    sig = _model_sig(op)
-    return filter_words(op.kind, sig[1] if len(sig) > 1 else None)
-
-
-def _ir_words(node: Node, kind: str) -> str:
-    sig = _ir_sig(node, kind)
-    return filter_words(kind, sig[1] if len(sig) > 1 else None)
-
-
-@dataclass
-class _Unit:
-    """A layer (conv, fc, join, pool) with the batchnorm and activations that follow it."""
-
-    items: list[_Item]
-
-    @property
-    def head(self) -> _Item:
-        return self.items[0]
-
-    @property
-    def sig(self) -> tuple:
-        return tuple(i.sig for i in self.items)
-
-
-FOLLOWERS = ("bn",) + ACT_KINDS
-
-
-def _units(items: list[_Item]) -> list[_Unit]:
-    units: list[_Unit] = []
-    for item in items:
-        if item.kind in FOLLOWERS and units:
-            units[-1].items.append(item)
-        else:
-            units.append(_Unit([item]))
-    return units
-
-
-def _words(item: _Item) -> str:
-    ref = item.node.ref
-    if isinstance(ref, ModelOp):
-        sig = _model_sig(ref)
-        return filter_words(item.kind, sig[1] if len(sig) > 1 else None)
-    return _ir_words(ref, item.kind)
-
-
-def _unit_words(u: _Unit) -> str:
-    return " + ".join(_words(i) for i in u.items)
-
-
-def _distinct_rows(units: list[_Unit]) -> list[_Unit]:
-    seen, out = set(), []
-    for u in units:
-        line = _line(u.head.node.ref) if isinstance(u.head.node.ref, Node) else id(u)
-        if line not in seen:
-            seen.add(line)
-            out.append(u)
-    return out
 
 
 class _Matcher:
@@ -448,7 +91,7 @@ class _Matcher:
         self.align(ir_items, m_items)
         for a, b in zip(ir_items, m_items):
             self.pair(a.node.ref, a.kind, b.node)
-        from ..weights import check_weights
+        from ...weights import check_weights
 
         weights = check_weights(self.weights, g, f"the weights imported from the {m.format} model")
         return ImportResult(weights, self.rows, m.format, self.folded)
@@ -568,7 +211,7 @@ class _Matcher:
                                    f"the model's {op.short()} has stride {_fmt_pair((sh, sw))}",
                              "a missing or extra row before this one, or a wrong /sN?")
         want = None
-        from ..ops.base import padding_for
+        from ...ops.base import padding_for
 
         if op.padding == "same" and g.extra_pads is None:
             x = node.in_shapes[0]
@@ -670,27 +313,3 @@ def _fmt_pair(p) -> str:
 def match(graph: Graph, model: ModelGraph) -> ImportResult:
     """Map `model`'s tensors onto `graph`'s parameters (see the module doc). Raises ArchError."""
     return _Matcher(graph, model).run()
-
-
-# ================================================================ the table
-
-
-def render_table(result: ImportResult, width: int = 44) -> str:
-    """The mapping, one line per IR parameter: spec line, IR param, model tensor, model shape -> IR shape."""
-    def short(name: str) -> str:  # the middle goes: the start names the layer, the end the tensor
-        if len(name) <= width:
-            return name
-        tail = (width - 1) // 2
-        return name[: width - 1 - tail] + "…" + name[-tail:]
-
-    head = ("line", "IR parameter", "model tensor", "model shape", "IR shape", "")
-    body = [(str(r.line), r.ir_key, short(r.model_tensor), fmt_shape(r.model_shape) if r.model_shape else "-",
-             fmt_shape(r.ir_shape), r.note) for r in result.rows]
-    widths = [max(len(row[i]) for row in [head] + body) for i in range(5)]
-    lines = []
-    for row in [head] + body:
-        cells = [row[0].rjust(widths[0])] + [row[i].ljust(widths[i]) for i in range(1, 5)]
-        arrow = "->" if row is not head else "  "
-        text = f"{cells[0]}  {cells[1]}  {cells[2]}  {cells[3]} {arrow} {cells[4]}  {row[5]}"
-        lines.append(text.rstrip())
-    return "\n".join(lines) + "\n"

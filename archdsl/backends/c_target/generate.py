@@ -1,0 +1,105 @@
+"""Code generation: the lowered steps rendered into the C files through the jinja templates."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ...errors import ArchError
+from .lowering import LOWERINGS, Emitter, _comment, c_floats, c_ident
+from .toolchain import (ARM_CC, ARM_SIZE, HOST_OPT, MCU_LDFLAGS, MCU_LIBS, MCU_OPT, MCUS, QEMU, RUNTIME_HEADER,
+                        WARN_FLAGS, templates)
+
+# ---------------------------------------------------------------- compile
+
+def _step_comment(step) -> str:
+    n = step.main
+    row = n.row
+    ins = ", ".join(str(s) for s in n.in_shapes)
+    macs = sum(node.macs for node in step.nodes)
+    fused = [f"{node.op.name} {'folded' if node is step.bn else 'fused'}" for node in step.fused]
+    text = f"{n.name}: line {row.line} `{row.text.strip()}`: {ins} -> {step.out_shape}, {macs:,} mult-adds"
+    if fused:
+        text += " (" + ", ".join(fused) + ")"
+    return _comment(text)
+
+
+def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict[str, str]:
+    """{relative file name: text} for `graph`. Files are named after `name`; the public C symbols
+    and macros after `prefix` (default: `name`, made a C identifier)."""
+    import jinja2
+
+    from ...analysis.costs import totals
+    from ...analysis.memory import plan_memory
+    from ...analysis.schedule import schedule
+    from ...weights import fold_bn
+
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+        raise ArchError(f"'{name}' cannot name the generated C files", None,
+                        "use letters, digits, '_', '-' and '.', e.g. --name my_net")
+    prefix = prefix if prefix is not None else c_ident(name)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
+        raise ArchError(f"--prefix '{prefix}' is not a C identifier, so it cannot prefix the generated API",
+                        None, "use letters, digits and underscores, not starting with a digit, e.g. --prefix my_net")
+    steps = schedule(graph)
+    plan = plan_memory(graph, steps)
+    folded = fold_bn(graph, steps, weights)
+    e = Emitter(graph, prefix, weights, folded, plan)
+
+    calls = []
+    for step in steps:
+        op = step.main.op.name
+        if op not in LOWERINGS:
+            raise ArchError(f"the C target has no lowering for '{op}' (node {step.main.name})")
+        lines = LOWERINGS[op](e, step)
+        calls.append({"comment": _step_comment(step), "lines": lines or ["/* a view of its input: no code */"],
+                      "output": step.output, "out_macro": e.t(step.output), "out_shape": step.out_shape})
+    e.t(graph.input_name)
+    e.t(graph.output)
+
+    tensors = []
+    for tensor, macro in e.tensor_macros.items():
+        buf = plan.buffers[plan.buffer_of[tensor]]
+        assert buf.offset % 4 == 0
+        tensors.append({"macro": macro, "offset": buf.offset // 4, "bytes": buf.offset,
+                        "shape": str(graph.shape_of(tensor)), "name": tensor})
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates())), keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
+                             autoescape=False)
+    t = totals(graph)
+    runtime = sorted(e.runtime)
+    inp, out = graph.input_shape, graph.output_shape
+    ctx = {
+        "name": name, "p": prefix, "P": prefix.upper(), "graph": graph, "spec": Path(graph.source_name).name,
+        "params": ", ".join(f"{k}={v}" for k, v in graph.params.items()),
+        "inp": inp, "out": out, "arena_bytes": plan.arena_bytes, "arena_floats": plan.arena_bytes // 4,
+        "calls": calls, "tensors": tensors, "arrays": e.arrays, "runtime": runtime,
+        "input_macro": e.tensor_macros[graph.input_name], "output_macro": e.tensor_macros[graph.output],
+        "macs": t["macs"], "n_weights": sum(int(a.values.size) for a in e.arrays),
+        "n_steps": len(steps), "floats": c_floats,
+        "warn_flags": " ".join(WARN_FLAGS), "host_opt": " ".join(HOST_OPT),
+        "mcu_opt": " ".join(MCU_OPT), "mcu_ldflags": " ".join(MCU_LDFLAGS), "mcu_libs": " ".join(MCU_LIBS),
+        "mcus": MCUS, "arm_cc": ARM_CC, "arm_size": ARM_SIZE, "qemu": QEMU,
+    }
+    files: dict[str, str] = {
+        f"{name}.h": env.get_template("model.h.j2").render(ctx),
+        f"{name}.c": env.get_template("model.c.j2").render(ctx),
+        f"{name}_weights.h": env.get_template("weights.h.j2").render(ctx),
+        f"{name}_weights.c": env.get_template("weights.c.j2").render(ctx),
+        "main.c": env.get_template("main.c.j2").render(ctx),
+        "Makefile": env.get_template("Makefile.j2").render(ctx),
+        "mcu/mcu_main.c": env.get_template("mcu/mcu_main.c.j2").render(ctx),
+    }
+    rt = templates() / "runtime"
+    files[RUNTIME_HEADER] = (rt / RUNTIME_HEADER).read_text(encoding="utf-8")
+    for f in runtime:
+        files[f] = (rt / f).read_text(encoding="utf-8")
+    for f in ("startup.c", "semihost.c", "semihost.h", "link.ld"):
+        files[f"mcu/{f}"] = (templates() / "mcu" / f).read_text(encoding="utf-8")
+    return files
+
+
+def compile(graph, weights, outdir, name, prefix: str | None = None) -> list[Path]:
+    from ...fsutil import write_files_atomically
+
+    return write_files_atomically(outdir, generate(graph, weights, name, prefix))

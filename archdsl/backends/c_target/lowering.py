@@ -1,0 +1,236 @@
+"""The C lowerings: a table (`LOWERINGS`) of small functions, one per op, each emitting the kernel
+call for a step (analysis.schedule) whose main node is of that op, into an `Emitter`."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ...errors import ArchError
+from ...weights import bn_scale_shift
+
+ALWAYS = ("rt_act.c",)  # every kernel's epilogue
+
+
+# ---------------------------------------------------------------- code generation helpers
+
+def c_ident(name: str) -> str:
+    s = re.sub(r"[^0-9A-Za-z_]", "_", name)
+    return s if s and not s[0].isdigit() else "_" + s
+
+
+def c_float(v: float) -> str:
+    """%.9g (round-trips a float32), written as a float constant."""
+    s = "%.9g" % v
+    if "e" not in s and "." not in s:
+        s += ".0"
+    return s + "f"
+
+
+def c_floats(values: np.ndarray, per_line: int = 8, indent: str = "    ") -> str:
+    flat = np.asarray(values, dtype=np.float32).ravel()
+    if not np.all(np.isfinite(flat)):
+        raise ArchError("the weights hold NaN or infinite values, which C constants cannot express",
+                        None, "check the weight file")
+    items = [c_float(v) for v in flat.astype(np.float64).tolist()]
+    lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
+    return ",\n".join(indent + line for line in lines)
+
+
+def _comment(text: str) -> str:
+    return " ".join(text.replace("*/", "* /").replace("/*", "/ *").split())
+
+
+@dataclass
+class ConstArray:
+    name: str
+    values: np.ndarray
+    what: str
+
+
+@dataclass
+class Emitter:
+    """What the lowerings write into: tensor pointers, weight arrays, kernels used."""
+
+    graph: object
+    prefix: str
+    weights: dict
+    folded: dict
+    plan: object
+    arrays: list[ConstArray] = field(default_factory=list)
+    runtime: set[str] = field(default_factory=lambda: set(ALWAYS))
+    tensor_macros: dict[str, str] = field(default_factory=dict)
+
+    def t(self, tensor: str) -> str:
+        """The C expression of a tensor: a macro for its place in the arena."""
+        if tensor not in self.tensor_macros:
+            base = "T_" + c_ident(tensor)
+            name, k = base, 2
+            while name in self.tensor_macros.values():
+                name, k = f"{base}_{k}", k + 1
+            self.tensor_macros[tensor] = name
+        return self.tensor_macros[tensor]
+
+    def array(self, node, local: str, values: np.ndarray, what: str) -> str:
+        name = f"{self.prefix}_{c_ident(node.name)}_{local}"
+        self.arrays.append(ConstArray(name, np.ascontiguousarray(values, dtype=np.float32), what))
+        return name
+
+    def folded_weights(self, step) -> tuple[str, str]:
+        w, b = self.folded[step.main.name]
+        what = f"{step.main.name}: {'x'.join(map(str, w.shape))}" + (
+            f", {step.bn.name} folded" if step.bn is not None else "")
+        return (self.array(step.main, "w", w, what), self.array(step.main, "b", b, f"{step.main.name}: bias"))
+
+    def use(self, *files: str) -> None:
+        self.runtime.update(files)
+
+
+def act_of(step) -> str:
+    if step.activation is None:
+        return "ARCH_ACT_NONE"
+    return ACTIVATIONS[step.activation.op.name]
+
+
+# The activations a kernel epilogue can run (enum arch_act in archdsl_rt.h).
+ACTIVATIONS = {
+    "relu": "ARCH_ACT_RELU",
+    "relu6": "ARCH_ACT_RELU6",
+    "sigmoid": "ARCH_ACT_SIGMOID",
+    "hsigmoid": "ARCH_ACT_HSIGMOID",
+    "hswish": "ARCH_ACT_HSWISH",
+}
+
+
+def _call(fn: str, *args) -> str:
+    return f"{fn}({', '.join(str(a) for a in args)});"
+
+
+# ---------------------------------------------------------------- lowerings: one per op
+
+def _conv(e: Emitter, step) -> list[str]:
+    n = step.main
+    a, x, y = n.attrs, n.in_shapes[0], n.out_shape
+    (kh, kw), (sh, sw), (pt, pl, _, _) = a["kernel"], a["stride"], a["pads"]
+    w, b = e.folded_weights(step)
+    if (kh, kw) == (1, 1) and (sh, sw) == (1, 1) and pt == pl == 0 and a["groups"] == 1 and (y.h, y.w) == (x.h, x.w):
+        e.use("rt_gemm.c")
+        return [_call("arch_conv1x1", e.t(n.inputs[0]), x.c, x.h * x.w, w, b, y.c, e.t(step.output), act_of(step))]
+    if a["groups"] == x.c and a["groups"] > 1:  # depthwise written as a grouped conv
+        return _dw_call(e, step, w, b)
+    e.use("rt_conv.c")
+    return [_call("arch_conv2d", e.t(n.inputs[0]), x.c, x.h, x.w, w, b, y.c, a["groups"], kh, kw, sh, sw, pt, pl,
+                  e.t(step.output), y.h, y.w, act_of(step))]
+
+
+def _dw_call(e: Emitter, step, w: str, b: str) -> list[str]:
+    n = step.main
+    a, x, y = n.attrs, n.in_shapes[0], n.out_shape
+    (kh, kw), (sh, sw), (pt, pl, _, _) = a["kernel"], a["stride"], a["pads"]
+    e.use("rt_dwconv.c")
+    return [_call("arch_conv_dw", e.t(n.inputs[0]), x.c, x.h, x.w, w, b, y.c // x.c, kh, kw, sh, sw, pt, pl,
+                  e.t(step.output), y.h, y.w, act_of(step))]
+
+
+def _conv_dw(e: Emitter, step) -> list[str]:
+    w, b = e.folded_weights(step)
+    return _dw_call(e, step, w, b)
+
+
+def _fc(e: Emitter, step) -> list[str]:
+    n = step.main
+    w, b = e.folded_weights(step)
+    e.use("rt_fc.c")
+    return [_call("arch_fc", e.t(n.inputs[0]), n.in_shapes[0].numel, w, b, n.out_shape.c, e.t(step.output),
+                  act_of(step))]
+
+
+def _bn(e: Emitter, step) -> list[str]:
+    """A BatchNorm that could not fold into a conv: a per-channel affine map."""
+    n = step.main
+    scale, shift = bn_scale_shift(n, e.weights)
+    s = e.array(n, "scale", scale, f"{n.name}: gamma / sqrt(running_var + eps)")
+    t = e.array(n, "shift", shift, f"{n.name}: beta - running_mean * scale")
+    x = n.in_shapes[0]
+    e.use("rt_eltwise.c")
+    return [_call("arch_affine", e.t(n.inputs[0]), s, t, x.c, x.h * x.w, e.t(step.output), act_of(step))]
+
+
+def _activation(e: Emitter, step) -> list[str]:
+    n = step.main
+    e.use("rt_eltwise.c")
+    return [_call("arch_activation", e.t(n.inputs[0]), e.t(step.output), n.out_shape.numel, ACTIVATIONS[n.op.name])]
+
+
+def _softmax(e: Emitter, step) -> list[str]:
+    n = step.main
+    x = n.in_shapes[0]
+    e.use("rt_softmax.c")
+    return [_call("arch_softmax", e.t(n.inputs[0]), x.c, x.h * x.w, e.t(step.output))]
+
+
+def _add(e: Emitter, step) -> list[str]:
+    n = step.main
+    e.use("rt_eltwise.c")
+    return [_call("arch_add", e.t(n.inputs[0]), e.t(n.inputs[1]), e.t(step.output), n.out_shape.numel,
+                  act_of(step))]
+
+
+def _mul(e: Emitter, step) -> list[str]:
+    n = step.main
+    x, g = n.in_shapes
+    e.use("rt_eltwise.c")
+    return [_call("arch_mul", e.t(n.inputs[0]), e.t(n.inputs[1]), x.c, x.h * x.w, g.h * g.w, e.t(step.output))]
+
+
+def _concat(e: Emitter, step) -> list[str]:
+    n = step.main
+    e.use("rt_eltwise.c")
+    lines, offset = [], 0
+    for tensor, shape in zip(n.inputs, n.in_shapes):
+        lines.append(_call("arch_copy", e.t(tensor), f"{e.t(step.output)} + {offset}", shape.numel))
+        offset += shape.numel
+    return lines
+
+
+def _pool(kernel: str, global_kernel: str) -> Callable:
+    def lower(e: Emitter, step) -> list[str]:
+        n = step.main
+        a, x, y = n.attrs, n.in_shapes[0], n.out_shape
+        e.use("rt_pool.c")
+        if a.get("global"):
+            return [_call(global_kernel, e.t(n.inputs[0]), x.c, x.h * x.w, e.t(step.output))]
+        (kh, kw), (sh, sw), (pt, pl, _, _) = a["kernel"], a["stride"], a["pads"]
+        return [_call(kernel, e.t(n.inputs[0]), x.c, x.h, x.w, kh, kw, sh, sw, pt, pl, e.t(step.output), y.h, y.w)]
+
+    return lower
+
+
+def _view(e: Emitter, step) -> list[str]:
+    """flatten and dropout (at inference): the output is the input's buffer, viewed anew."""
+    return []
+
+
+LOWERINGS: dict[str, Callable[[Emitter, object], list[str]]] = {
+    "conv": _conv,
+    "conv dw": _conv_dw,
+    "fc": _fc,
+    "bn": _bn,
+    "relu": _activation,
+    "relu6": _activation,
+    "sigmoid": _activation,
+    "hsigmoid": _activation,
+    "hswish": _activation,
+    "softmax": _softmax,
+    "add": _add,
+    "mul": _mul,
+    "concat": _concat,
+    "avg pool": _pool("arch_avg_pool", "arch_global_avg_pool"),
+    "global avg pool": _pool("arch_avg_pool", "arch_global_avg_pool"),
+    "max pool": _pool("arch_max_pool", "arch_global_max_pool"),
+    "global max pool": _pool("arch_max_pool", "arch_global_max_pool"),
+    "flatten": _view,
+    "dropout": _view,
+}

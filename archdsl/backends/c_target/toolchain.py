@@ -1,0 +1,66 @@
+"""The C target's tools and flags, stated once: the generated Makefile is rendered from these, and
+the host and Cortex-M builds use them too."""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+WARN_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wdouble-promotion"]
+HOST_OPT = ["-O2"]
+SANITIZE_FLAGS = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                  "-fno-omit-frame-pointer"]
+MCU_OPT = ["-O3", "-ffp-contract=fast", "-ffunction-sections", "-fdata-sections"]  # -O3: the register tiles unroll
+MCU_LDFLAGS = ["-nostdlib", "-Wl,--gc-sections"]
+MCU_LIBS = ["-lm", "-lc", "-lgcc"]
+
+
+@dataclass(frozen=True)
+class Mcu:
+    name: str
+    cpu_flags: tuple[str, ...]
+    machine: str  # qemu-system-arm -M
+    board: str
+
+
+MCUS = {
+    "cortex-m4": Mcu("cortex-m4", ("-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
+                     "mps2-an386", "Arm MPS2 AN386 (Cortex-M4F)"),
+    "cortex-m7": Mcu("cortex-m7", ("-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard"),
+                     "mps2-an500", "Arm MPS2 AN500 (Cortex-M7)"),
+}
+ARM_CC = "arm-none-eabi-gcc"
+ARM_SIZE = "arm-none-eabi-size"
+QEMU = "qemu-system-arm"
+INSNS_PER_TICK = 40  # CMSDK TIMER0 runs at 25 MHz; with -icount shift=0 one guest instruction is 1 ns
+
+RUNTIME_HEADER = "archdsl_rt.h"
+
+
+def host_cc() -> str | None:
+    for cc in (os.environ.get("CC"), "gcc", "cc", "clang"):
+        if cc and shutil.which(cc):
+            return cc
+    return None
+
+
+def unavailable() -> str | None:
+    if host_cc() is None:
+        return "no C compiler on PATH (gcc, cc or clang; or set CC)"
+    return None
+
+
+def mcu_unavailable() -> str | None:
+    missing = [tool for tool in (ARM_CC, ARM_SIZE, QEMU) if shutil.which(tool) is None]
+    if missing:
+        return (f"{', '.join(missing)} not found (apt-get install --no-install-recommends "
+                "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)")
+    return None
+
+
+def templates() -> Path:
+    """codegen_templates/c: the jinja templates, runtime/ (the hand-written kernels) and mcu/."""
+    from ...resources import templates_dir
+
+    return templates_dir() / "c"

@@ -1,0 +1,168 @@
+"""The torch lowerings: a table (`LOWERINGS`) of small functions, one per op, each saying how a node
+appears in the generated module (a torch.nn constructor or a forward expression)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ...ir import Node
+
+# ---------------------------------------------------------------- lowerings (one per op)
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """How one IR node appears in the generated module.
+
+    module  -- constructor text of its torch.nn module (None: the node is an expression in forward)
+    pad     -- constructor of a padding module that runs just before it (asymmetric padding)
+    expr    -- forward expression of a module-less node; {0}, {1}, … are its inputs, {all} all of them
+    in_rank -- the rank its inputs must have: 4 (N, C, H, W) or 2 (N, F); None keeps them as they are
+    out_rank-- the rank of its output; None: the rank of its (first) input
+    helper  -- a helper class of the template that `module` uses
+    """
+
+    module: str | None = None
+    pad: str | None = None
+    expr: str | None = None
+    in_rank: int | None = None
+    out_rank: int | None = None
+    helper: str | None = None
+
+
+def _num(v) -> str:
+    """A Python literal that round-trips: %.9g for floats."""
+    if isinstance(v, bool):
+        return repr(v)
+    if isinstance(v, float):
+        text = f"{v:.9g}"
+        return text if any(ch in text for ch in ".en") else text + ".0"
+    return str(int(v))
+
+
+def _pair(t) -> str:
+    a, b = t
+    return _num(a) if a == b else f"({_num(a)}, {_num(b)})"
+
+
+def _args(*positional: str, **keywords: str | None) -> str:
+    return ", ".join([*positional, *(f"{k}={v}" for k, v in keywords.items() if v is not None)])
+
+
+def _symmetric(pads) -> tuple[int, int] | None:
+    """(top, left) when top == bottom and left == right, else None."""
+    t, l, b, r = pads
+    return (t, l) if (t, l) == (b, r) else None
+
+
+def _pad_arg(pads) -> str:
+    """F.pad / nn.ZeroPad2d order: (left, right, top, bottom)."""
+    t, l, b, r = pads
+    return f"({_num(l)}, {_num(r)}, {_num(t)}, {_num(b)})"
+
+
+def _conv(n: Node, ranks) -> Lowering:
+    a = n.attrs
+    sym = _symmetric(a["pads"])
+    pad = None if sym is not None else f"nn.ZeroPad2d({_pad_arg(a['pads'])})"
+    padding = sym if sym is not None else (0, 0)
+    cin, cout, groups = n.in_shapes[0].c, a["out_channels"], a["groups"]
+    module = "nn.Conv2d(" + _args(
+        _num(cin), _num(cout), _pair(a["kernel"]),
+        stride=_pair(a["stride"]) if tuple(a["stride"]) != (1, 1) else None,
+        padding=_pair(padding) if tuple(padding) != (0, 0) else None,
+        groups=_num(groups) if groups != 1 else None,
+        bias=None if a["bias"] else "False") + ")"
+    return Lowering(module=module, pad=pad, in_rank=4)
+
+
+def _bn(n: Node, ranks) -> Lowering:
+    eps = float(n.attrs["eps"])
+    kind = "nn.BatchNorm1d" if ranks[0] == 2 else "nn.BatchNorm2d"
+    return Lowering(module=f"{kind}(" + _args(_num(n.out_shape.c), eps=None if eps == 1e-5 else _num(eps)) + ")")
+
+
+def _window(n: Node) -> dict:
+    a = n.attrs
+    return {"kernel": _pair(a["kernel"]),
+            "stride": _pair(a["stride"]) if tuple(a["stride"]) != tuple(a["kernel"]) else None}
+
+
+def _avg_pool(n: Node, ranks) -> Lowering:
+    a = n.attrs
+    if a.get("global"):
+        return Lowering(module="nn.AdaptiveAvgPool2d(1)", in_rank=4)
+    w = _window(n)
+    sym = _symmetric(a["pads"])
+    (kh, kw) = a["kernel"]
+    if sym is not None and sym[0] <= kh // 2 and sym[1] <= kw // 2:
+        padded = sym != (0, 0)
+        return Lowering(module="nn.AvgPool2d(" + _args(
+            w["kernel"], stride=w["stride"], padding=_pair(sym) if padded else None,
+            count_include_pad="False" if padded else None) + ")", in_rank=4)
+    # Asymmetric (TensorFlow SAME) or wider than half the window: a helper that still
+    # averages over the real pixels only.
+    return Lowering(module="PaddedAvgPool2d(" + _args(
+        _pair(a["kernel"]), _pair(a["stride"]), _pad_arg(a["pads"])) + ")", in_rank=4, helper="PaddedAvgPool2d")
+
+
+def _max_pool(n: Node, ranks) -> Lowering:
+    a = n.attrs
+    if a.get("global"):
+        return Lowering(module="nn.AdaptiveMaxPool2d(1)", in_rank=4)
+    w = _window(n)
+    sym = _symmetric(a["pads"])
+    (kh, kw) = a["kernel"]
+    if sym is not None and sym[0] <= kh // 2 and sym[1] <= kw // 2:
+        return Lowering(module="nn.MaxPool2d(" + _args(
+            w["kernel"], stride=w["stride"], padding=_pair(sym) if sym != (0, 0) else None) + ")", in_rank=4)
+    return Lowering(module="nn.MaxPool2d(" + _args(w["kernel"], stride=w["stride"]) + ")",
+                    pad=f'nn.ConstantPad2d({_pad_arg(a["pads"])}, float("-inf"))', in_rank=4)
+
+
+def _fc(n: Node, ranks) -> Lowering:
+    a = n.attrs
+    return Lowering(module="nn.Linear(" + _args(_num(n.in_shapes[0].numel), _num(a["out_features"]),
+                                                bias=None if a["bias"] else "False") + ")", in_rank=2)
+
+
+def _module(text: str, **kw) -> Callable[[Node, tuple], Lowering]:
+    def lower(n: Node, ranks) -> Lowering:
+        return Lowering(module=text, **kw)
+    return lower
+
+
+def _dropout(n: Node, ranks) -> Lowering:
+    return Lowering(module=f"nn.Dropout({_num(float(n.attrs['p']))})")
+
+
+def _join(expr: str) -> Callable[[Node, tuple], Lowering]:
+    """add / mul / concat: inputs of mixed rank meet as (N, C, H, W)."""
+    def lower(n: Node, ranks) -> Lowering:
+        return Lowering(expr=expr, in_rank=None if len(set(ranks)) == 1 else 4)
+    return lower
+
+
+LOWERINGS: dict[str, Callable[[Node, tuple], Lowering]] = {
+    "conv": _conv,
+    "conv dw": _conv,  # groups == C_in is in the attrs
+    "bn": _bn,
+    "relu": _module("nn.ReLU()"),
+    "relu6": _module("nn.ReLU6()"),
+    "sigmoid": _module("nn.Sigmoid()"),
+    "hsigmoid": _module("nn.Hardsigmoid()"),  # relu6(x + 3) / 6
+    "hswish": _module("nn.Hardswish()"),  # x * relu6(x + 3) / 6
+    "softmax": _module("nn.Softmax(dim=1)"),  # over channels
+    "avg pool": _avg_pool,
+    "max pool": _max_pool,
+    "global avg pool": _avg_pool,
+    "global max pool": _max_pool,
+    "fc": _fc,
+    "flatten": _module("nn.Flatten()", out_rank=2),  # C, H, W order
+    "dropout": _dropout,
+    "add": _join("{0} + {1}"),
+    "mul": _join("{0} * {1}"),  # a 1x1xC gate broadcasts over H x W
+    "concat": _join("torch.cat([{all}], dim=1)"),
+}
+
+RESHAPES = {4: "{}[:, :, None, None]", 2: "torch.flatten({}, 1)"}  # to that rank

@@ -1,0 +1,65 @@
+"""What the commands share about targets: loading one (with the reason it is unusable), the
+targets this installation has, the weights a command runs with, and calling a target's compile."""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Optional
+
+from ..errors import ArchError
+
+
+def load_target(name: str):
+    """The target module, usable now; an ArchError saying why not otherwise."""
+    from .. import backends
+
+    module_name = backends.TARGETS.get(name)
+    try:
+        target = backends.load(name)
+    except ModuleNotFoundError as e:
+        if e.name == module_name:
+            raise ArchError(f"the {name} target is not part of this installation", None,
+                            f"available targets: {', '.join(available_targets())}") from None
+        raise ArchError(f"the {name} target needs the Python package '{e.name}', which is not installed", None,
+                        f"pip install 'archdsl[{name}]'") from None
+    reason = target.unavailable()
+    if reason:
+        extra = getattr(target, "EXTRA", None)
+        raise ArchError(f"the {name} target is unavailable: {reason}", None,
+                        f"pip install 'archdsl[{extra}]'" if extra else None)
+    return target
+
+
+def available_targets() -> list[str]:
+    """Targets whose module is part of this installation (usable or not)."""
+    import importlib.util
+    import sys
+
+    from .. import backends
+
+    def present(module: str) -> bool:
+        if module in sys.modules:
+            return True
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            return False
+
+    return [t for t, mod in backends.TARGETS.items() if present(mod)]
+
+
+def get_weights(graph, weights: Optional[Path], seed: int):
+    from ..weights import init_weights, load_weights
+
+    return load_weights(weights, graph) if weights is not None else init_weights(graph, seed)
+
+
+def compile_target(target, graph, weights, outdir: Path, name: str, prefix: Optional[str] = None) -> list[Path]:
+    """Call target.compile, passing `prefix` to targets that take one (the C target's symbol prefix)."""
+    kwargs = {}
+    if prefix is not None:
+        if "prefix" not in inspect.signature(target.compile).parameters:
+            raise ArchError(f"--prefix does not apply to the {target.NAME} target", None,
+                            "--prefix names the C runtime's symbols; use --name for the file names")
+        kwargs["prefix"] = prefix
+    return list(target.compile(graph, weights, outdir, name, **kwargs))
