@@ -203,13 +203,13 @@ def _load_checked(path: Path, graph: Graph) -> dict[str, np.ndarray]:
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the zip epoch: no timestamp in the bytes
 
 
-def npz_bytes(weights: dict[str, np.ndarray]) -> bytes:
-    """The bytes of an .npz holding `weights` (float32, sorted keys, fixed timestamps):
-    readable by np.load, identical for identical weights."""
+def npz_bytes(weights: dict[str, np.ndarray], keep_dtype: bool = False) -> bytes:
+    """The bytes of an .npz holding `weights` (float32, or each array's own dtype with keep_dtype;
+    sorted keys, fixed timestamps): readable by np.load, identical for identical weights."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
         for key in sorted(weights):
-            arr = np.ascontiguousarray(np.asarray(weights[key], dtype=np.float32))
+            arr = np.asarray(weights[key], dtype=None if keep_dtype else np.float32, order="C")  # keeps 0-d
             member = io.BytesIO()
             np.lib.format.write_array(member, arr, allow_pickle=False)
             info = zipfile.ZipInfo(key + ".npy", date_time=_ZIP_DATE)

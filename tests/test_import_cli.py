@@ -214,13 +214,27 @@ def test_folded_bias_goes_to_beta_when_the_conv_has_none(vww, tmp_path):
 # ---------------------------------------------------------------- files that are not float models
 
 
-@pytest.mark.parametrize("name", ["vww/vww_96_int8.tflite", "ic/pretrainedResnet_quant.tflite"])
-def test_quantized_tflite_is_refused(models_dir, tmp_path, name):
-    r = invoke("import", VWW_SPEC, models_dir / name, "-o", tmp_path / "x.npz")
-    assert r.exit_code == 1 and "Traceback" not in r.output
-    assert "error: quantized models are not supported" in r.output
-    assert "use the float .tflite" in r.output
-    assert not (tmp_path / "x.npz").exists()
+@pytest.mark.parametrize("spec, name", [(VWW_SPEC, "vww/vww_96_int8.tflite"),
+                                        (RESNET_SPEC, "ic/pretrainedResnet_quant.tflite")])
+def test_full_int8_tflite_writes_an_int8_weight_file(models_dir, tmp_path, spec, name):
+    from archdsl.quant.weights_file import load_int8
+
+    r = invoke("import", spec, models_dir / name, "-o", tmp_path / "x.npz")
+    assert r.exit_code == 0, r.output
+    assert "int8:" in r.output and "kept exactly" in r.output
+    assert ".bn." not in r.output  # BN is folded into the int8 weights: no identity rows
+    w = load_int8(tmp_path / "x.npz", load_graph(spec))
+    assert w["conv1.conv.weight"].dtype == np.int8 and w["conv1.conv.bias"].dtype == np.int32
+    again = invoke("import", spec, models_dir / name, "-o", tmp_path / "y.npz")
+    assert again.exit_code == 0
+    assert (tmp_path / "x.npz").read_bytes() == (tmp_path / "y.npz").read_bytes()
+
+
+def test_an_int8_model_is_not_loaded_as_float_weights(models_dir, tmp_path):
+    assert invoke("import", VWW_SPEC, models_dir / "vww/vww_96_int8.tflite", "-o", tmp_path / "x.npz").exit_code == 0
+    with pytest.raises(Exception) as e:
+        load_weights(tmp_path / "x.npz", load_graph(VWW_SPEC))
+    assert "do not match" in str(e.value)
 
 
 @pytest.mark.parametrize("suffix, content, message", [

@@ -22,7 +22,8 @@ READERS = {
     ".onnx": "archdsl.importers.onnx_model",
 }
 
-__all__ = ["READERS", "ImportResult", "ModelGraph", "import_weights", "read_model", "render_table"]
+__all__ = ["READERS", "ImportResult", "ModelGraph", "import_int8_weights", "import_weights", "is_int8_model",
+           "read_model", "render_table"]
 
 
 def read_model(path) -> ModelGraph:
@@ -50,3 +51,21 @@ def read_model(path) -> ModelGraph:
 def import_weights(graph, path) -> ImportResult:
     """Read the model at `path` and map its tensors onto `graph`'s parameters. Raises ArchError."""
     return match(graph, read_model(path))
+
+
+def import_int8_weights(graph, path):
+    """(ImportResult, int8 weight dict, {IR tensor: model tensor}) of a full-int8 model at `path`,
+    its quantization kept exactly (importers/int8.py). Raises ArchError, also for a float model."""
+    from .int8 import import_int8
+
+    model = read_model(path)
+    if not is_int8_model(model):
+        raise ArchError(f"{Path(path).name} is not a full-int8 model (its input is float)", None,
+                        "float models import into float weights: archdsl import SPEC MODEL -o float.npz")
+    result = match(graph, model)
+    weights, tensor_map = import_int8(graph, model, result)
+    return result, weights, tensor_map
+
+
+def is_int8_model(model: ModelGraph) -> bool:
+    return hasattr(model, "quant")

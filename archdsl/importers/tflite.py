@@ -3,10 +3,17 @@
 Operators are listed in execution order. Weights: CONV_2D (O, kh, kw, I), DEPTHWISE_CONV_2D
 (1, kh, kw, C·m), FULLY_CONNECTED (out, in); BatchNorm is always folded into the conv before it.
 Fused activations (RELU, RELU6) become ops of their own; float16 weights behind DEQUANTIZE are
-widened to float32. Quantized (int8/uint8) models are refused with a diagnostic.
+widened to float32.
+
+Quantized models: a full-int8 model (int8 input, activations, per-channel weights, int32 biases)
+reads as a QuantModelGraph: the float view the structural matcher aligns (each weight dequantized,
+real = scale · (q − zero point)) plus every tensor's quantization (`quant`) and the raw integer
+weights (QuantTensor). A dynamic-range model (int8 weights, float activations) reads as a float
+model with its weights dequantized (`dequantized_weights` counts them). uint8 models are refused.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +23,35 @@ from .structure import ModelGraph, ModelOp, ModelTensor
 
 FORMAT = "TFLite"
 
-QUANTIZED = "quantized models are not supported"
-QUANTIZED_HINT = "use the float .tflite (e.g. vww_96_float.tflite rather than vww_96_int8.tflite)"
+QUANTIZED = "this kind of quantized model is not supported"
+QUANTIZED_HINT = ("archdsl reads float models, full-int8 models (int8 input, per-channel int8 weights) and "
+                  "dynamic-range models (int8 weights, float activations)")
+
+
+@dataclass(frozen=True)
+class TensorQuant:
+    """A tensor's quantization as stored: scales, zero points, and the quantized axis."""
+
+    scales: tuple[float, ...]
+    zero_points: tuple[int, ...]
+    axis: int
+
+
+@dataclass
+class QuantTensor(ModelTensor):
+    """A quantized constant: `array` is the dequantized float view, `raw` the stored integers."""
+
+    raw: np.ndarray | None = None
+    quant: TensorQuant | None = None
+
+
+@dataclass
+class QuantModelGraph(ModelGraph):
+    """A full-int8 model: the float view plus every activation tensor's quantization."""
+
+    quant: dict[str, TensorQuant] = field(default_factory=dict)   # "t<index>" -> quantization
+    tensor_names: dict[str, str] = field(default_factory=dict)    # "t<index>" -> the model's name
+    types: dict[str, str] = field(default_factory=dict)           # "t<index>" -> INT8, FLOAT32, ...
 
 
 def _fb():
@@ -53,6 +87,7 @@ class _Reader:
         self.type_names = _names(fb.TensorType)
         self.consts: dict[int, np.ndarray] = {}
         self.ops: list[ModelOp] = []
+        self.dequantized_weights = 0  # int8 / int32 constants read as float
 
     # ------------------------------------------------------------ tensors
     def tname(self, t: int) -> str:
@@ -64,6 +99,30 @@ class _Reader:
 
     def ttype(self, t: int) -> str:
         return self.type_names.get(self.sg.Tensors(t).Type(), "?")
+
+    def quant(self, t: int) -> TensorQuant | None:
+        q = self.sg.Tensors(t).Quantization()
+        if q is None or q.ScaleLength() == 0:
+            return None
+        zps = q.ZeroPointAsNumpy() if q.ZeroPointLength() else np.zeros(q.ScaleLength(), np.int64)
+        return TensorQuant(tuple(float(v) for v in np.atleast_1d(q.ScaleAsNumpy())),
+                           tuple(int(v) for v in np.atleast_1d(zps)), int(q.QuantizedDimension()))
+
+    def dequantized(self, t: int, raw: np.ndarray) -> np.ndarray:
+        """scale · (q − zero point) in float32, per channel along the quantized axis."""
+        q = self.quant(t)
+        if q is None:
+            raise ArchError(f"tensor '{self.tname(t)}' is {self.ttype(t)} without quantization parameters",
+                            None, QUANTIZED_HINT)
+        shape = [1] * raw.ndim
+        if len(q.scales) > 1:
+            if raw.ndim == 0 or not 0 <= q.axis < raw.ndim or raw.shape[q.axis] != len(q.scales):
+                raise ArchError(f"tensor '{self.tname(t)}': {len(q.scales)} scales do not fit its shape "
+                                f"{tuple(raw.shape)} along axis {q.axis}")
+            shape[q.axis] = -1
+        scales = np.asarray(q.scales, np.float32).reshape(shape)
+        zps = np.asarray(q.zero_points, np.float32).reshape(shape if len(q.zero_points) > 1 else [1] * raw.ndim)
+        return (scales * (raw.astype(np.float32) - zps)).astype(np.float32)
 
     def const(self, t: int) -> np.ndarray | None:
         """The constant value of tensor t, or None for an activation."""
@@ -95,6 +154,9 @@ class _Reader:
         if arr is None:
             raise ArchError(f"tensor '{name}' is computed at run time, not a stored weight", None,
                             "the importer reads weights stored as constants")
+        if arr.dtype in (np.int8, np.int32):
+            self.dequantized_weights += 1
+            return QuantTensor(name, self.dequantized(t, arr), layout, raw=arr, quant=self.quant(t))
         if arr.dtype not in (np.float32, np.float16):
             raise ArchError(f"{QUANTIZED} (the weight '{name}' is {self.ttype(t)})", None, QUANTIZED_HINT)
         return ModelTensor(name, arr.astype(np.float32), layout)
@@ -133,8 +195,10 @@ class _Reader:
             raise ArchError(f"the model has {sg.InputsLength()} inputs and {sg.OutputsLength()} outputs; "
                             "the importer reads single-input, single-output models")
         tin, tout = sg.Inputs(0), sg.Outputs(0)
-        if self.ttype(tin) != "FLOAT32":
-            raise ArchError(f"{QUANTIZED} (the model's input is {self.ttype(tin)}, not FLOAT32)", None, QUANTIZED_HINT)
+        if self.ttype(tin) not in ("FLOAT32", "INT8"):
+            raise ArchError(f"{QUANTIZED} (the model's input is {self.ttype(tin)}, not FLOAT32 or INT8)", None,
+                            QUANTIZED_HINT)
+        int8 = self.ttype(tin) == "INT8"
         for i in range(sg.OperatorsLength()):
             op = sg.Operators(i)
             code_rec = self.model.OperatorCodes(op.OpcodeIndex())
@@ -149,7 +213,15 @@ class _Reader:
             handler(self, op, f"{label} #{i}", ins, outs)
         shape = self.tshape(tin)
         hwc = tuple(shape[1:]) if len(shape) == 4 else None
-        return ModelGraph(FORMAT, self.ops, f"t{tin}", f"t{tout}", hwc, flatten="hwc")
+        if not int8:
+            graph = ModelGraph(FORMAT, self.ops, f"t{tin}", f"t{tout}", hwc, flatten="hwc")
+            graph.dequantized_weights = self.dequantized_weights
+            return graph
+        tensors = range(sg.TensorsLength())
+        return QuantModelGraph(FORMAT, self.ops, f"t{tin}", f"t{tout}", hwc, flatten="hwc",
+                               quant={f"t{t}": q for t in tensors if (q := self.quant(t)) is not None},
+                               tensor_names={f"t{t}": self.tname(t) for t in tensors},
+                               types={f"t{t}": self.ttype(t) for t in tensors})
 
     def name_of(self, ins: list[int], outs: list[int]) -> str:
         if len(ins) > 1 and ins[1] >= 0:
@@ -243,13 +315,19 @@ def _pad(r: _Reader, op, label, ins, outs):
 
 def _dequantize(r: _Reader, op, label, ins, outs):
     src = r.const(ins[0])
-    if src is None or src.dtype != np.float16:
-        raise ArchError(f"{QUANTIZED} ({label} of a {r.ttype(ins[0])} tensor)", None, QUANTIZED_HINT)
-    r.consts[outs[0]] = src.astype(np.float32)  # float16 weights: widened, then used as constants
+    if src is not None and src.dtype == np.float16:
+        r.consts[outs[0]] = src.astype(np.float32)  # float16 weights: widened, then used as constants
+    elif src is not None and src.dtype == np.int8:
+        r.consts[outs[0]] = r.dequantized(ins[0], src)  # int8 weights of a weight-only quantized model
+        r.dequantized_weights += 1
+    else:
+        raise ArchError(f"{QUANTIZED} ({label} of a {r.ttype(ins[0])} tensor '{r.tname(ins[0])}')", None,
+                        QUANTIZED_HINT)
 
 
 def _quantized(r: _Reader, op, label, ins, outs):
-    raise ArchError(f"{QUANTIZED} ({label})", None, QUANTIZED_HINT)
+    raise ArchError(f"{QUANTIZED} ({label} of the activation '{r.tname(ins[0])}': a model with float input "
+                    "and int8 inside)", None, "convert with int8 input and output (inference_input_type=tf.int8)")
 
 
 HANDLERS = {

@@ -3,7 +3,7 @@ checked and its tensors converted to the IR layout (see the package doc, step 3)
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,6 +34,7 @@ class ImportResult:
     rows: list[MapRow]
     model_format: str
     bn_folded: bool
+    pairs: dict[str, "ModelOp"] = field(default_factory=dict)  # IR node name -> the model op it maps to
 
 
 
@@ -94,7 +95,8 @@ class _Matcher:
         from ...weights import check_weights
 
         weights = check_weights(self.weights, g, f"the weights imported from the {m.format} model")
-        return ImportResult(weights, self.rows, m.format, self.folded)
+        pairs = {a.node.ref.name: b.node.ref for a, b in zip(ir_items, m_items)}
+        return ImportResult(weights, self.rows, m.format, self.folded, pairs)
 
     def check_input(self) -> None:
         g, m = self.graph, self.model
