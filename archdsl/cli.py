@@ -177,11 +177,11 @@ def stats(
 
 
 def _register_optional_commands() -> None:
-    """Commands that live in their own modules (targets, verify, run, import)."""
+    """Commands that live in their own modules (targets, verify, run, import, quantize)."""
     import importlib
 
     for module in ("archdsl.commands.compile", "archdsl.commands.verify", "archdsl.commands.run",
-                   "archdsl.commands.import_weights"):
+                   "archdsl.commands.import_weights", "archdsl.commands.quantize"):
         try:
             importlib.import_module(module).register(app)
         except ModuleNotFoundError as e:

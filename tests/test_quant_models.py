@@ -86,20 +86,72 @@ def ours(case: str, fc_requant: str):
     return _OURS[key]
 
 
+_THEIRS: dict = {}
+
+
+def theirs(case: str, oracle: str):
+    """The oracle's tensors for the 22 inputs, run once per test run."""
+    if (case, oracle) not in _THEIRS:
+        pytest.importorskip({"tflm": "tflite_micro", "litert": "ai_edge_litert"}[oracle])
+        pinned = O.ORACLES[oracle]
+        assert O.installed_version(pinned.package) == pinned.version, "the bit-exact claim is for the pinned version"
+        graph, net, tensor_map, path = imported(case)
+        wanted = [t for k, t in tensor_map.items() if k != graph.input_name]
+        _THEIRS[case, oracle] = O.oracle_tensors(oracle, path, O.to_nhwc(inputs(graph)), wanted)
+    return _THEIRS[case, oracle]
+
+
 @pytest.mark.parametrize("oracle", ["tflm", "litert"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_every_tensor_is_bit_exact(case, oracle):
-    pytest.importorskip({"tflm": "tflite_micro", "litert": "ai_edge_litert"}[oracle])
     pinned = O.ORACLES[oracle]
-    assert O.installed_version(pinned.package) == pinned.version, "the bit-exact claim is for the pinned version"
     graph, net, tensor_map, path = imported(case)
     wanted = [t for k, t in tensor_map.items() if k != graph.input_name]
-    theirs = O.oracle_tensors(oracle, path, O.to_nhwc(inputs(graph)), wanted)
-    diffs = O.compare(tensor_map, ours(case, pinned.fc_requant), theirs, [s.output for s in net.steps])
+    diffs = O.compare(tensor_map, ours(case, pinned.fc_requant), theirs(case, oracle), [s.output for s in net.steps])
     # every op of the model but the RESHAPE has its tensor here
     assert len(diffs) == len(net.steps) == len(wanted)
     bad = [(d.tensor, d.model_tensor, d.total - d.equal, d.max_lsb) for d in diffs if not d.exact]
     assert not bad, f"{case} vs {pinned.title}: (tensor, model tensor, values differing, max LSB): {bad}"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_generated_numpy_runtime_is_bit_exact_with_tflm(case, tmp_path):
+    """`compile --target numpy` with the imported int8 weights: run_int8's every layer equals
+    TensorFlow Lite Micro's tensor; run() quantizes and dequantizes at the boundary."""
+    from archdsl.backends import numpy_target
+    from archdsl.quant import arithmetic as A
+
+    graph, net, tensor_map, _ = imported(case)
+    weights = _CACHE[case][4]
+    numpy_target.compile(graph, weights, tmp_path, "net")
+    module = numpy_target.load_module(tmp_path, "net")
+    layers: dict = {}
+    y = module.run_int8(inputs(graph), layers=layers)
+    diffs = O.compare(tensor_map, layers, theirs(case, "tflm"), [s.output for s in net.steps])
+    assert len(diffs) == len(net.steps) and all(d.exact for d in diffs), [d for d in diffs if not d.exact]
+    x = A.dequantize(inputs(graph)[:3], net.input.scale, net.input.zero_point)  # exactly representable
+    np.testing.assert_array_equal(module.run(x), A.dequantize(y[:3], net.output.scale, net.output.zero_point))
+    numpy_target.compile(graph, weights, tmp_path / "again", "net")
+    assert (tmp_path / "net.py").read_bytes() == (tmp_path / "again" / "net.py").read_bytes()
+    assert (tmp_path / "net.npz").read_bytes() == (tmp_path / "again" / "net.npz").read_bytes()
+
+
+def test_int8_weights_and_a_target_without_int8(models_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from archdsl.cli import app
+    from archdsl.quant.weights_file import save_int8
+
+    from conftest import SPECS
+
+    graph, net, _, _ = imported("resnet8")
+    save_int8(_CACHE["resnet8"][4], tmp_path / "w.npz")
+    r = CliRunner().invoke(app, ["compile", str(SPECS / "resnet8_cifar10.arch"), "-t", "torch", "-o",
+                                 str(tmp_path / "o"), "--weights", str(tmp_path / "w.npz")])
+    assert r.exit_code == 1 and "Traceback" not in r.output and "has no int8 build" in r.output
+    r = CliRunner().invoke(app, ["compile", str(SPECS / "resnet8_cifar10.arch"), "-t", "numpy", "-o",
+                                 str(tmp_path / "n"), "--weights", str(tmp_path / "w.npz")])
+    assert r.exit_code == 0, r.output
 
 
 def test_the_fc_modes_differ_where_the_oracles_do():
@@ -257,3 +309,45 @@ def test_int8_weight_file_round_trip_and_refusals(tmp_path):
     np.savez(tmp_path / "v.npz", __format__=np.array("archdsl-int8"), __version__=np.array(2, np.int32))
     with pytest.raises(ArchError, match="version"):
         load_int8(tmp_path / "v.npz", graph)
+
+
+# ---------------------------------------------------------------- verify, int8 mode
+
+
+def test_verify_int8_mode(models_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from archdsl.cli import app
+    from archdsl.quant.weights_file import save_int8
+
+    from conftest import SPECS
+
+    graph, net, _, path = imported("resnet8")
+    weights = dict(_CACHE["resnet8"][4])
+    save_int8(weights, tmp_path / "w.npz")
+    args = ["verify", str(SPECS / "resnet8_cifar10.arch"), "--targets", "numpy", "--model", str(path)]
+    r = CliRunner().invoke(app, args + ["--weights", str(tmp_path / "w.npz")])
+    assert r.exit_code == 0, r.output
+    assert "bit-exact" in r.output and "15/15" in r.output
+
+    # a bias shifted in the first conv of stack 2: its tensor is the first to diverge from the oracle
+    key = "residual2.conv1.conv.bias"
+    weights[key] = (weights[key].astype(np.int64) + 40000).astype(np.int32)
+    save_int8(weights, tmp_path / "bad.npz")
+    r = CliRunner().invoke(app, args + ["--weights", str(tmp_path / "bad.npz"), "--oracle", "litert"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "first diverging tensor: residual2.conv1.relu" in r.output and "LSB" in r.output
+    assert "line 25" in r.output  # the row of that conv
+
+
+def test_verify_int8_refuses_float_weights(tmp_path):
+    from typer.testing import CliRunner
+
+    from archdsl.cli import app
+    from archdsl.weights import save_npz
+
+    from conftest import SPECS
+
+    save_npz({"x": np.zeros(1, np.float32)}, tmp_path / "f.npz")
+    r = CliRunner().invoke(app, ["verify", str(SPECS / "resnet8_cifar10.arch"), "--weights", str(tmp_path / "f.npz")])
+    assert r.exit_code == 1 and "is not an int8 weight file" in r.output

@@ -435,9 +435,18 @@ def generate(graph: Graph, weights: dict, name: str) -> tuple[str, bytes]:
     return source, npz_bytes(e.arrays)
 
 
+INT8 = True  # int8 weight dicts compile to an int8 runtime (numpy_int8.py)
+
+
 def compile(graph: Graph, weights: dict, outdir, name: str) -> list[Path]:
     """Write <outdir>/<name>.py and <outdir>/<name>.npz, all or nothing."""
     from ..fsutil import write_files_atomically
+    from ..quant.weights_file import is_int8_dict
+
+    if is_int8_dict(weights):
+        from .numpy_int8 import compile as compile_int8
+
+        return compile_int8(graph, weights, outdir, name)
 
     _check_name(name)
     source, npz = generate(graph, weights, name)

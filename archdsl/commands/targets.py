@@ -48,14 +48,35 @@ def available_targets() -> list[str]:
     return [t for t, mod in backends.TARGETS.items() if present(mod)]
 
 
-def get_weights(graph, weights: Optional[Path], seed: int):
+def get_weights(graph, weights: Optional[Path], seed: int, int8: bool = True):
+    """The weights of --weights (float, or an int8 weight file when `int8`), else a seeded init."""
+    from ..quant.weights_file import is_int8_weights, load_int8
     from ..weights import init_weights, load_weights
 
+    if weights is not None and is_int8_weights(weights):
+        if not int8:
+            raise ArchError(f"--weights {weights} holds int8 weights; this command takes float weights")
+        return load_int8(weights, graph)
     return load_weights(weights, graph) if weights is not None else init_weights(graph, seed)
+
+
+def int8_targets() -> list[str]:
+    return [t for t in available_targets() if getattr(load_target_module(t), "INT8", False)]
+
+
+def load_target_module(name: str):
+    from .. import backends
+
+    return backends.load(name)
 
 
 def compile_target(target, graph, weights, outdir: Path, name: str, prefix: Optional[str] = None) -> list[Path]:
     """Call target.compile, passing `prefix` to targets that take one (the C target's symbol prefix)."""
+    from ..quant.weights_file import is_int8_dict
+
+    if is_int8_dict(weights) and not getattr(target, "INT8", False):
+        raise ArchError(f"the {target.NAME} target has no int8 build: the weights are int8", None,
+                        f"int8 weights compile with --target {' or '.join(int8_targets())}")
     kwargs = {}
     if prefix is not None:
         if "prefix" not in inspect.signature(target.compile).parameters:

@@ -181,6 +181,15 @@ def register(app: typer.Typer) -> None:
                                     help="Targets to build and compare with the NumPy reference."),
         seed: int = typer.Option(0, "--seed", help="Seed of the weights and of the random input."),
         batch: int = typer.Option(2, "--batch", min=1, help="Images in the random input batch."),
+        weights: Optional[Path] = typer.Option(None, "--weights", "-w", metavar="INT8.npz",
+                                               help="An int8 weight file (from import or quantize): verify in "
+                                                    "int8, bit for bit, against the NumPy int8 reference."),
+        model: Optional[Path] = typer.Option(None, "--model", metavar="MODEL.tflite",
+                                             help="int8 mode: also run this .tflite in the oracle and compare "
+                                                  "every tensor."),
+        oracle: str = typer.Option("tflm", "--oracle", metavar="tflm|litert",
+                                   help="int8 mode: TensorFlow Lite Micro (FC in fixed point, the default) or "
+                                        "LiteRT's BUILTIN_REF kernels (FC in double)."),
     ):
         """Build each target on the same seeded weights and input and compare it with the reference.
 
@@ -189,7 +198,14 @@ def register(app: typer.Typer) -> None:
         max|ref| over the tensor and the node's inputs); so is every layer a target exposes.
         On a failure the first diverging layer is named. Exit code 1 when any target fails;
         targets whose extra is not installed are skipped with the reason.
+
+        With --weights INT8.npz the comparison is in int8 and exact: every value of every step
+        output must equal the NumPy int8 reference's (with --oracle's FC rounding); the first
+        diverging tensor is named with its difference in LSB. --model runs the .tflite in the oracle
+        (pinned versions: docs/int8.md) and compares it the same way.
         """
+        if weights is not None or model is not None:
+            return _verify_int8_cmd(spec, set_, targets, seed, batch, weights, model, oracle)
         from rich.console import Console
         from rich.table import Table
 
@@ -223,3 +239,47 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
         checked = [r.target for r in results if r.status == "ok"]
         console.print(f"ok: {', '.join(checked) if checked else 'no target'} within tolerance")
+
+
+def _verify_int8_cmd(spec, set_, targets, seed, batch, weights, model, oracle) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..cli import load_graph
+    from ..quant.oracles import ORACLES
+    from ..quant.verify import verify_int8
+    from ..quant.weights_file import is_int8_weights, load_int8
+
+    if oracle not in ORACLES:
+        raise ArchError(f"--oracle {oracle}: the int8 oracles are {', '.join(ORACLES)}")
+    if weights is None:
+        raise ArchError("--model needs --weights INT8.npz (e.g. from `archdsl import SPEC MODEL -o INT8.npz`)")
+    if not is_int8_weights(weights):
+        raise ArchError(f"--weights {weights} is not an int8 weight file", None,
+                        "float weights are verified without --weights (seeded init); int8 files come from "
+                        "`archdsl import` of an int8 .tflite or `archdsl quantize`")
+    names = parse_targets(targets)
+    graph = load_graph(spec, set_)
+    results = verify_int8(graph, load_int8(weights, graph), [t for t in names], seed, batch, model, oracle)
+    console = Console(width=max(100, Console().width), highlight=False)
+    table = Table(title=f"{graph.name} int8: input {batch}x{graph.input_shape.c}x{graph.input_shape.h}x"
+                        f"{graph.input_shape.w} int8 (NCHW), seed {seed}, reference: NumPy int8 "
+                        f"(FC as {ORACLES[oracle].title})", title_justify="left")
+    for col in ("target", "equal values", "max diff (LSB)", "tensors checked", "status"):
+        table.add_column(col, justify="left" if col in ("target", "status") else "right")
+    for r in results:
+        status = f"{r.status}: {r.detail}" if r.detail and r.status == "FAIL" else r.status
+        table.add_row(r.target, f"{r.equal:,}/{r.total:,}" if r.total else "-", str(r.max_lsb) if r.total else "-",
+                      r.tensors, status)
+    console.print(table)
+    for r in results:
+        if r.status in ("skipped", "error"):
+            console.print(f"{r.target}: {r.status}: {r.detail}", soft_wrap=True, markup=False)
+        for note in r.notes:
+            console.print(f"{r.target}: {note}", soft_wrap=True, markup=False)
+    failed = [r.target for r in results if r.status in ("FAIL", "error")]
+    if failed:
+        typer.echo(f"verify: {', '.join(failed)} not bit-exact or failed", err=True)
+        raise typer.Exit(1)
+    checked = [r.target for r in results if r.status == "ok"]
+    console.print(f"ok: {', '.join(checked) if checked else 'no target'} bit-exact")

@@ -117,15 +117,16 @@ class TensorDiff:
 
 
 def compare(tensor_map: dict[str, str], ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray],
-            order: list[str]) -> list[TensorDiff]:
-    """Per tensor, in `order`: equal values, total, and the largest difference in LSB."""
+            order: list[str], theirs_nchw: bool = False) -> list[TensorDiff]:
+    """Per tensor, in `order`: equal values, total, and the largest difference in LSB. `theirs`
+    holds TFLite's NHWC tensors keyed by "t<index>" (or NCHW ones with theirs_nchw)."""
     out = []
     for t in order:
         mt = tensor_map.get(t)
         if mt is None or mt not in theirs or t not in ours:
             continue
         a = np.asarray(ours[t], np.int32)
-        b = to_nchw(theirs[mt]).astype(np.int32).reshape(a.shape)
+        b = (np.asarray(theirs[mt]) if theirs_nchw else to_nchw(theirs[mt])).astype(np.int32).reshape(a.shape)
         diff = np.abs(a - b)
         out.append(TensorDiff(t, mt, int((diff == 0).sum()), int(diff.size), int(diff.max(initial=0))))
     return out

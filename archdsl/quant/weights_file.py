@@ -18,6 +18,7 @@ not stored: the compiler derives them (network.py), as TFLite's kernels do.
     is_int8_weights(path) -> bool
     load_int8(path, graph) -> dict          read with the bounded .npz reader, checked
     check_int8(weights, graph, source)      every missing, unexpected, mistyped or misshaped key
+    is_int8_dict(weights) -> bool           an int8 dict (it carries __format__) or a float one
     save_int8(weights, path)                deterministic bytes, atomic
 """
 from __future__ import annotations
@@ -107,7 +108,13 @@ def check_int8(weights: dict[str, np.ndarray], graph: Graph, source: str = "the 
         raise ArchError(f"{source} do not match {graph.name}: {summary}", None,
                         "were the weights made for the same spec and the same --set values?",
                         notes=[(None, p) for p in problems])
+    out["__format__"], out["__version__"] = np.array(FORMAT), np.array(VERSION, dtype=np.int32)
     return out
+
+
+def is_int8_dict(weights: dict) -> bool:
+    """Is this weight dict an int8 one (as load_int8, import and quantize return)?"""
+    return "__format__" in weights
 
 
 def load_int8(path, graph: Graph) -> dict[str, np.ndarray]:
