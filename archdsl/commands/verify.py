@@ -228,17 +228,7 @@ def register(app: typer.Typer) -> None:
                 table.add_row(r.target, f"{c.max_abs:.3g}", f"{c.max_rel:.3g}",
                               f"{c.atol:.3g} + {RTOL:g}*|ref|", r.layers, status)
         console.print(table)
-        for r in results:
-            if r.status in ("skipped", "error"):
-                console.print(f"{r.target}: {r.status}: {r.detail}", soft_wrap=True, markup=False)
-            for note in r.notes:
-                console.print(f"{r.target}: {note}", soft_wrap=True, markup=False)
-        failed = [r.target for r in results if r.status in ("FAIL", "error")]
-        if failed:
-            typer.echo(f"verify: {', '.join(failed)} out of tolerance or failed", err=True)
-            raise typer.Exit(1)
-        checked = [r.target for r in results if r.status == "ok"]
-        console.print(f"ok: {', '.join(checked) if checked else 'no target'} within tolerance")
+        report_outcome(console, results, "out of tolerance", "within tolerance")
 
 
 def _verify_int8_cmd(spec, set_, targets, seed, batch, weights, model, oracle) -> None:
@@ -272,6 +262,11 @@ def _verify_int8_cmd(spec, set_, targets, seed, batch, weights, model, oracle) -
         table.add_row(r.target, f"{r.equal:,}/{r.total:,}" if r.total else "-", str(r.max_lsb) if r.total else "-",
                       r.tensors, status)
     console.print(table)
+    report_outcome(console, results, "not bit-exact", "bit-exact")
+
+
+def report_outcome(console, results, failed_words: str, ok_words: str) -> None:
+    """Each target's notes, then exit 1 when any failed, else the one-line summary."""
     for r in results:
         if r.status in ("skipped", "error"):
             console.print(f"{r.target}: {r.status}: {r.detail}", soft_wrap=True, markup=False)
@@ -279,7 +274,7 @@ def _verify_int8_cmd(spec, set_, targets, seed, batch, weights, model, oracle) -
             console.print(f"{r.target}: {note}", soft_wrap=True, markup=False)
     failed = [r.target for r in results if r.status in ("FAIL", "error")]
     if failed:
-        typer.echo(f"verify: {', '.join(failed)} not bit-exact or failed", err=True)
+        typer.echo(f"verify: {', '.join(failed)} {failed_words} or failed", err=True)
         raise typer.Exit(1)
     checked = [r.target for r in results if r.status == "ok"]
-    console.print(f"ok: {', '.join(checked) if checked else 'no target'} bit-exact")
+    console.print(f"ok: {', '.join(checked) if checked else 'no target'} {ok_words}")
