@@ -351,3 +351,69 @@ def test_verify_int8_refuses_float_weights(tmp_path):
     save_npz({"x": np.zeros(1, np.float32)}, tmp_path / "f.npz")
     r = CliRunner().invoke(app, ["verify", str(SPECS / "resnet8_cifar10.arch"), "--weights", str(tmp_path / "f.npz")])
     assert r.exit_code == 1 and "is not an int8 weight file" in r.output
+
+
+# ---------------------------------------------------------------- dynamic-range models
+
+DR_SPEC = "network dr()\ninput 8x8x3\nconv / s1 3x3x3x4 bias=yes pad=same_tf\nrelu\n"
+
+
+def test_a_dynamic_range_model_imports_dequantized(tmp_path):
+    """int8 weights with float activations: the weights come out as scale · q, and the float
+    network runs as LiteRT runs the same conv with those float weights (the oracle)."""
+    litert = pytest.importorskip("ai_edge_litert.interpreter")
+    pytest.importorskip("tflite")
+    from typer.testing import CliRunner
+
+    from archdsl.backends.numpy_target import reference_forward
+    from archdsl.cli import app
+    from archdsl.weights import load_weights
+
+    from conftest import parse_text
+    from tflite_builder import conv_model
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32)
+    scales = (np.abs(w).reshape(4, -1).max(axis=1) / 127).astype(np.float32)
+    q = np.clip(np.round(w / scales[:, None, None, None]), -127, 127).astype(np.int8)
+    bias = rng.normal(0, 0.1, 4).astype(np.float32)
+    (tmp_path / "dr.tflite").write_bytes(conv_model(q, bias, (8, 8, 3), (scales, [0] * 4, 0)))
+    dequantized = (scales[:, None, None, None] * q.astype(np.float32)).astype(np.float32)
+    (tmp_path / "fl.tflite").write_bytes(conv_model(dequantized, bias, (8, 8, 3)))
+    (tmp_path / "dr.arch").write_text(DR_SPEC)
+
+    r = CliRunner().invoke(app, ["import", str(tmp_path / "dr.arch"), str(tmp_path / "dr.tflite"),
+                                 "-o", str(tmp_path / "w.npz")])
+    assert r.exit_code == 0, r.output
+    assert "1 int8 weight tensors dequantized to float (a dynamic-range quantized model" in r.output
+    graph = parse_text(DR_SPEC)
+    weights = load_weights(tmp_path / "w.npz", graph)
+    np.testing.assert_array_equal(weights["conv1.weight"], dequantized.transpose(0, 3, 1, 2))
+
+    x = rng.uniform(-1, 1, (1, 8, 8, 3)).astype(np.float32)
+    it = litert.Interpreter(model_path=str(tmp_path / "fl.tflite"),
+                            experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF)
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    want = it.get_tensor(it.get_output_details()[0]["index"]).transpose(0, 3, 1, 2)
+    got, _ = reference_forward(graph, weights, x.transpose(0, 3, 1, 2))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_an_int8_weight_without_quantization_is_refused(tmp_path):
+    """A weight whose quantization is missing (an int8 constant without scales) is a diagnostic."""
+    pytest.importorskip("tflite")
+    from typer.testing import CliRunner
+
+    from archdsl.cli import app
+
+    from tflite_builder import conv_model
+
+    q = np.ones((4, 3, 3, 3), np.int8)
+    (tmp_path / "bad.tflite").write_bytes(conv_model(q, np.zeros(4, np.float32), (8, 8, 3), None))
+    (tmp_path / "dr.arch").write_text(DR_SPEC)
+    r = CliRunner().invoke(app, ["import", str(tmp_path / "dr.arch"), str(tmp_path / "bad.tflite"),
+                                 "-o", str(tmp_path / "w.npz")])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "'conv/weight' is INT8 without quantization parameters" in r.output
