@@ -60,16 +60,22 @@ def parse_assignment(text: str, flag: str) -> tuple[str, Any]:
         raise ArchError(f"{flag} {text!r}: expected NAME=VALUE", None, f"e.g. {flag} alpha=0.5")
     try:
         expr = parse_expr_text("{" + value + "}", Loc(1, 1))
-    except ArchError:
+    except ArchError as e:
         raise ArchError(f"{flag} {name}: cannot read the value {value!r}", None,
-                        "values are numbers, arithmetic like 192/224, or words") from None
+                        _cause(e, "values are numbers, arithmetic like 192/224, or words")) from None
     if isinstance(expr, Var):
         return name, expr.name  # a word value
     try:
         return name, evaluate(expr, Scope({}))
-    except ArchError:
+    except ArchError as e:
         raise ArchError(f"{flag} {name}: cannot evaluate {value!r}", None,
-                        "values are numbers, arithmetic like 192/224, or words") from None
+                        _cause(e, "values are numbers, arithmetic like 192/224, or words")) from None
+
+
+def _cause(err: ArchError, usage: str) -> str:
+    """The reason a value was refused (too large, division by zero ...), else how to write one."""
+    message = err.diagnostics[0].message
+    return usage if message.startswith("malformed expression") else f"{message}; {usage}"
 
 
 def parse_sets(sets: Optional[List[str]]) -> dict[str, Any]:
@@ -150,7 +156,10 @@ def stats(
     if by not in (None, "layer", "type"):
         raise ArchError(f"--by {by!r}: choose layer or type")
     if sweep:
+        import math
+
         from .elaborate import elaborate
+        from .limits import MAX_SWEEP
 
         spec_ast = load_spec(spec)
         fixed = parse_sets(set_)
@@ -159,7 +168,14 @@ def stats(
             name, _, values = item.partition("=")
             if not values:
                 raise ArchError(f"--sweep {item!r}: expected NAME=V1,V2,...", None, "e.g. --sweep alpha=1,0.75,0.5")
+            if values.count(",") >= MAX_SWEEP:  # refused before thousands of values are read
+                raise ArchError(f"--sweep {name}: more than {MAX_SWEEP:,} values")
             axes.append([parse_assignment(f"{name}={v}", "--sweep") for v in values.split(",")])
+        combinations = math.prod(len(axis) for axis in axes)
+        if combinations > MAX_SWEEP:
+            raise ArchError(f"--sweep: {' x '.join(str(len(a)) for a in axes)} = {combinations:,} combinations, "
+                            f"more than the limit of {MAX_SWEEP:,}", None,
+                            "each combination elaborates the whole network; sweep fewer values")
         results = report.run_sweep(spec_ast, fixed, axes, elaborate)
         text = report.render_sweep(spec_ast.name, results, fmt)
         if plot:
