@@ -135,6 +135,12 @@ def check(
 
 # ---------------------------------------------------------------- stats
 
+PATCH_PREFIX_HELP = ("Run the schedule's first steps tile by tile up to this step (a step count, or the name of "
+                     "a row or tensor, e.g. dw2); default: the prefix with the smallest arena.")
+PATCH_GRID_HELP = ("Tiles of the patch prefix's output map, ROWSxCOLS (e.g. 3x3); auto (default) picks the grid "
+                   "with the smallest arena, none turns patches off.")
+BUDGET_HELP = "Most recomputed mult-adds a patch plan may add, as a fraction of the network's (default 0.10)."
+
 @app.command()
 @user_errors
 def stats(
@@ -147,6 +153,12 @@ def stats(
     fmt: str = typer.Option("table", "--format", metavar="table|markdown|csv|json", help="Output format."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png",
                                         help="Draw mult-adds against params on log axes (needs matplotlib)."),
+    patch_prefix: Optional[str] = typer.Option(None, "--patch-prefix", metavar="STEPS|NAME", help=PATCH_PREFIX_HELP),
+    patch_grid: Optional[str] = typer.Option(None, "--patch-grid", metavar="RxC|auto|none", help=PATCH_GRID_HELP),
+    budget: float = typer.Option(0.10, "--recompute-budget", metavar="FRACTION", help=BUDGET_HELP),
+    plot_memory: Optional[Path] = typer.Option(None, "--plot-memory", metavar="FILE.png",
+                                               help="Draw the live activation bytes per step, layer by layer "
+                                                    "against patched (needs matplotlib)."),
 ):
     """Parameters, mult-adds and activation memory, per layer, per layer type and in total."""
     from . import report
@@ -183,6 +195,20 @@ def stats(
     else:
         graph = load_graph(spec, set_)
         text = report.render_stats(graph, fmt, by)
+        if by is None and fmt != "csv" or plot_memory or patch_prefix or patch_grid:
+            from .analysis.patch import memory_report
+
+            rep = memory_report(graph, prefix=patch_prefix, grid=patch_grid, budget=budget)
+            if fmt == "json":
+                import json
+
+                text = json.dumps({**json.loads(text), "memory": report.memory_json(rep)}, indent=2)
+            elif text is not None:
+                text = text.rstrip("\n") + "\n\n" + report.render_memory(graph, rep, fmt)
+            else:
+                report.render_memory(graph, rep, fmt)
+            if plot_memory:
+                report.plot_memory(plot_memory, rep, graph.name)
         if plot:
             from .analysis.costs import totals
 

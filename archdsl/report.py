@@ -224,3 +224,114 @@ def plot(path: Path, points: list[tuple[str, int, int]], title: str) -> None:
         raise ArchError(f"cannot write {path}: {e.strerror}") from None
     finally:
         plt.close(fig)
+
+
+# ---------------------------------------------------------------- memory below the layer-by-layer floor
+
+def memory_rows(rep) -> list[list[str]]:
+    """The arena with and without in-place depthwise and patches (analysis.patch.MemoryReport)."""
+    dtype = {4: "fp32", 1: "int8"}.get(rep.elem_bytes, f"{rep.elem_bytes}-byte")
+    rows = [
+        [f"layer-by-layer floor ({dtype}: largest input + output of one step)", _mib(rep.floor_bytes)],
+        ["arena, plain (what `compile --target c` allocates by default)", _mib(rep.plain.arena_bytes)],
+        ["arena with in-place depthwise", _mib(rep.inplace.arena_bytes)],
+    ]
+    if rep.patch is None:
+        rows.append(["patch-based first stages", "none (turned off, or none beats running whole within the budget)"])
+    else:
+        p = rep.patch
+        rows += [
+            ["patch plan", f"{p.grid[0]}x{p.grid[1]} tiles over the first {p.prefix} steps (up to {p.output})"],
+            ["arena with in-place depthwise and patches", _mib(rep.patched.arena_bytes)],
+            ["recomputed mult-adds", f"{p.extra_macs:,} (+{100 * p.extra_fraction:.2f}% of {p.network_macs:,})"],
+        ]
+    rows.append(["remaining peak", rep.peak_where()])
+    return rows
+
+
+def memory_json(rep) -> dict:
+    p = rep.patch
+    return {
+        "elem_bytes": rep.elem_bytes,
+        "floor_bytes": rep.floor_bytes,
+        "arena_plain_bytes": rep.plain.arena_bytes,
+        "arena_inplace_dw_bytes": rep.inplace.arena_bytes,
+        "arena_patched_bytes": rep.patched.arena_bytes,
+        "patch": None if p is None else {"prefix_steps": p.prefix, "prefix_output": p.output, "grid": list(p.grid),
+                                         "extra_macs": p.extra_macs, "extra_fraction": round(p.extra_fraction, 6)},
+        "peak": rep.peak_where(),
+    }
+
+
+def render_memory(graph: Graph, rep, fmt: str) -> str | None:
+    if fmt == "json":
+        return json.dumps({"network": graph.name, "memory": memory_json(rep)}, indent=2)
+    rows = memory_rows(rep)
+    if fmt == "markdown":
+        return "\n".join(_markdown(["memory", "value"], rows))
+    if fmt == "csv":
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([["memory", "value"], *rows])
+        return buf.getvalue()
+    _console().print(_rich_table("Activation memory", ["total", "value"], rows))
+    return None
+
+
+def plot_memory(path: Path, rep, title: str) -> None:
+    """Live activation bytes per step, plain against patched (MCUNetV2's memory-profile figure)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ArchError("--plot-memory needs matplotlib, which is not installed", None,
+                        "pip install 'archdsl[plot]'") from None
+    import os
+    import tempfile
+
+    steps = rep.steps
+    xs = list(range(len(steps)))
+    kib = 1024.0
+    plain = [b / kib for b in rep.plain.live_bytes[1:]]
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.09 * len(xs) + 3), 4.8), dpi=100)
+    ax.bar(xs, plain, width=0.9, color="#c7c7c7", label=f"layer by layer (arena {rep.plain.arena_bytes / kib:,.1f} KiB)")
+    if rep.patch is not None:
+        patched = [b / kib for b in rep.patched.live_bytes[1:]]
+        ax.bar(xs, patched, width=0.5, color="#1f77b4",
+               label=f"{rep.patch.grid[0]}x{rep.patch.grid[1]} patches + in-place dw "
+                     f"(arena {rep.patched.arena_bytes / kib:,.1f} KiB, +{100 * rep.patch.extra_fraction:.1f}% mult-adds)")
+        ax.axvspan(-0.5, rep.patch.prefix - 0.5, color="#1f77b4", alpha=0.08, label="run tile by tile")
+        ax.axhline(rep.patched.arena_bytes / kib, color="#1f77b4", linestyle="--", linewidth=0.8)
+    elif rep.inplace.arena_bytes < rep.plain.arena_bytes:
+        ax.bar(xs, [b / kib for b in rep.inplace.live_bytes[1:]], width=0.5, color="#1f77b4",
+               label=f"in-place depthwise (arena {rep.inplace.arena_bytes / kib:,.1f} KiB)")
+    ax.axhline(rep.plain.arena_bytes / kib, color="#7f7f7f", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("step (fused layer) in execution order")
+    ax.set_ylabel("live activations (KiB)")
+    ax.set_xlim(-0.5, len(xs) - 0.5)
+    every = max(1, len(xs) // 24)
+    ax.set_xticks(xs[::every])
+    ax.set_xticklabels([steps[k].main.row.name for k in xs[::every]], rotation=60, ha="right", fontsize=7)
+    dtype = {4: "fp32", 1: "int8"}.get(rep.elem_bytes, f"{rep.elem_bytes}-byte")
+    ax.set_title(f"{title}: live activation memory per step ({dtype})")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=path.suffix or ".png", dir=path.parent)
+        os.close(fd)
+        try:
+            fig.savefig(tmp, format=(path.suffix[1:] or "png").lower(), metadata={"Software": None})
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; a plot is not
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except (OSError, ValueError) as e:
+        raise ArchError(f"cannot write {path}: {getattr(e, 'strerror', None) or e}") from None
+    finally:
+        plt.close(fig)
