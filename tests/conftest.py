@@ -41,6 +41,16 @@ def small_graph(spec):
     raise AssertionError(f"{Path(spec).name} does not elaborate at alpha=0.25 for any rho <= 1")
 
 
+def assert_no_overlap(plan):
+    """No two buffers of a memory plan that are alive at the same step share a byte."""
+    for a in plan.buffers:
+        assert a.offset % 16 == 0
+        for b in plan.buffers:
+            if a.index < b.index and a.first <= b.last and b.first <= a.last:
+                assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, (a, b)
+    assert plan.arena_bytes >= plan.peak_live_bytes
+
+
 def parse_text(text: str, **sets):
     from archdsl.elaborate import elaborate
     from archdsl.syntax import parse

@@ -6,18 +6,12 @@ import pytest
 from archdsl.analysis.costs import totals
 from archdsl.analysis.memory import plan_memory
 from archdsl.analysis.schedule import schedule
-from conftest import all_specs, load_graph, parse_text
+from conftest import all_specs, assert_no_overlap, load_graph, parse_text
 
 
 @pytest.mark.parametrize("spec", all_specs(), ids=lambda p: p.stem)
 def test_no_two_live_buffers_overlap(spec):
-    plan = plan_memory(load_graph(spec))
-    for a in plan.buffers:
-        assert a.offset % 16 == 0
-        for b in plan.buffers:
-            if a.index < b.index and a.first <= b.last and b.first <= a.last:
-                assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, (a, b)
-    assert plan.arena_bytes >= plan.peak_live_bytes
+    assert_no_overlap(plan_memory(load_graph(spec)))
 
 
 @pytest.mark.parametrize("spec", all_specs(), ids=lambda p: p.stem)

@@ -14,7 +14,7 @@ from archdsl.backends.numpy_patch import patched_forward
 from archdsl.backends.numpy_target import reference_forward
 from archdsl.errors import ArchError
 from archdsl.weights import init_weights
-from conftest import all_specs, load_graph, parse_text, small_graph
+from conftest import all_specs, assert_no_overlap, load_graph, parse_text, small_graph
 
 
 def _upto(graph, tensor):
@@ -40,15 +40,6 @@ def _check_plan(graph, plan, steps, seed=0):
                                err_msg=f"{graph.name}: {plan.grid} tiles up to {plan.output}")
 
 
-def _no_overlap(plan):
-    for a in plan.buffers:
-        assert a.offset % 16 == 0
-        for b in plan.buffers:
-            if a.index < b.index and a.first <= b.last and b.first <= a.last:
-                assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, (a, b)
-    assert plan.arena_bytes >= plan.peak_live_bytes
-
-
 @pytest.mark.parametrize("spec", all_specs(), ids=lambda p: p.stem)
 def test_every_spec_tiled_equals_untiled(spec):
     """The longest prefix, a middle one and the shortest, on an uneven grid, and the chosen plan."""
@@ -64,7 +55,7 @@ def test_every_spec_tiled_equals_untiled(spec):
             continue
         plan = patch.make(graph, steps, p, grid)
         _check_plan(graph, plan, steps)
-        _no_overlap(plan_memory(graph, steps, inplace_dw=True, patches=plan))
+        assert_no_overlap(plan_memory(graph, steps, inplace_dw=True, patches=plan))
         tried += 1
     assert tried
 
@@ -93,7 +84,7 @@ def test_padding_modes_and_strides(body, grid):
         if g[0] * g[1] >= 2:
             plan = patch.make(graph, steps, p, g)
             _check_plan(graph, plan, steps, seed=p)
-            _no_overlap(plan_memory(graph, steps, inplace_dw=True, patches=plan))
+            assert_no_overlap(plan_memory(graph, steps, inplace_dw=True, patches=plan))
 
 
 def test_recomputed_mult_adds_by_hand():
