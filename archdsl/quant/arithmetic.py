@@ -71,8 +71,12 @@ def srdhm(a, b):
     overflowing case, a = b = INT32_MIN, saturates to INT32_MAX."""
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
-    out = (a * b + (1 << 30)) >> 31
-    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, out)
+    out = a * b
+    out += 1 << 30
+    out >>= 31
+    if np.any(b == INT32_MIN):  # only then can the product overflow (multipliers never do)
+        out = np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, out)
+    return out
 
 
 def rdbpot(x, exponent):
@@ -82,7 +86,9 @@ def rdbpot(x, exponent):
     mask = (np.int64(1) << exponent) - 1
     remainder = x & mask
     threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + (remainder > threshold)
+    out = x >> exponent
+    out += remainder > threshold
+    return out
 
 
 def multiply_by_quantized_multiplier(x, multiplier, shift):
@@ -92,7 +98,9 @@ def multiply_by_quantized_multiplier(x, multiplier, shift):
     shift = np.asarray(shift, dtype=np.int64)
     left = np.maximum(shift, 0)
     right = np.maximum(-shift, 0)
-    x = wrap32(np.asarray(x, dtype=np.int64) << left)
+    x = np.asarray(x, dtype=np.int64)
+    if np.any(left):  # (shift is per channel: a small array; most networks only shift right)
+        x = wrap32(x << left)
     return rdbpot(srdhm(x, multiplier), right)
 
 

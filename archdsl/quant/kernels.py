@@ -25,8 +25,9 @@ def _requantize(acc, multiplier, shift, out_zp, lo, hi, channel_axis=1):
     shape[channel_axis] = -1
     m = np.asarray(multiplier, np.int64).reshape(shape)
     e = np.asarray(shift, np.int64).reshape(shape)
-    y = multiply_by_quantized_multiplier(acc, m, e) + out_zp
-    return np.clip(y, lo, hi).astype(np.int8)
+    y = multiply_by_quantized_multiplier(acc, m, e)
+    y += out_zp
+    return np.clip(y, lo, hi, out=y).astype(np.int8)
 
 
 def conv_int8(x, weight, bias, multiplier, shift, in_zp, out_zp, lo, hi, kernel, stride, pads, groups):
@@ -38,13 +39,14 @@ def conv_int8(x, weight, bias, multiplier, shift, in_zp, out_zp, lo, hi, kernel,
     w = np.asarray(weight, np.float64)
     cout = w.shape[0]
     if groups == 1:
-        acc = np.tensordot(win, w, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
+        acc = np.ascontiguousarray(np.tensordot(win, w, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2))
     else:
         cg, og = c // groups, cout // groups
         wg = w.reshape(groups, og, cg, kh, kw)
         wing = win.reshape(n, groups, cg, oh, ow, kh, kw)
         acc = np.einsum("ngchwij,gocij->ngohw", wing, wg, optimize=True).reshape(n, cout, oh, ow)
-    acc = np.rint(acc).astype(np.int64) + np.asarray(bias, np.int64).reshape(1, -1, 1, 1)
+    acc = np.rint(acc).astype(np.int64)
+    acc += np.asarray(bias, np.int64).reshape(1, -1, 1, 1)
     return _requantize(acc, multiplier, shift, out_zp, lo, hi)
 
 
