@@ -249,6 +249,7 @@ def test_a_pool_that_rescales_is_refused(models_dir):
 
 
 def test_the_wrong_spec_is_a_diagnostic_on_its_line(models_dir, tmp_path):
+    """A spec one repeat short of the int8 model: the layers it lacks are named, on the spec row."""
     from typer.testing import CliRunner
 
     from archdsl.cli import app
@@ -257,12 +258,13 @@ def test_the_wrong_spec_is_a_diagnostic_on_its_line(models_dir, tmp_path):
 
     spec = tmp_path / "vww.arch"
     text = (SPECS / "vww_mobilenet_v1.arch").read_text()
-    spec.write_text(text.replace("conv / s1         1x1x16x32           @ 24x24x16",
-                                 "conv / s1         1x1x16x48           @ 24x24x16"))
+    assert "\n5x {" in text
+    spec.write_text(text.replace("\n5x {", "\n4x {"))
     r = CliRunner().invoke(app, ["import", str(spec), str(models_dir / "vww/vww_96_int8.tflite"),
                                  "-o", str(tmp_path / "w.npz")])
     assert r.exit_code == 1 and "Traceback" not in r.output
-    assert f"{spec}:24:" in r.output and not (tmp_path / "w.npz").exists()
+    assert f"{spec}:38:1: error: the TFLite model has 2 layer(s) with no row in the spec" in r.output
+    assert "CONV_2D #22 'model/conv2d_11/Conv2D'" in r.output and not (tmp_path / "w.npz").exists()
 
 
 def test_an_op_without_an_int8_rule_is_refused_by_name():

@@ -35,8 +35,8 @@ QUANTIZER = {"vww": "legacy", "resnet8": "legacy", "resnet8_large": "mlir"}
 EXPECTED = {
     "vww": ((208112, 208112), (2737, 2737), (2738, 2738), 971),        # the note's counts
     "resnet8": ((77360, 77360), (337, 337), (346, 346), 0),
-    # one bias of a re-scaled dead channel (residual3.conv1 channel 41) is 64 (one float32 step at
-    # 2^30) away from the converter's: the MLIR quantizer's exact bias arithmetic is not reproduced
+    # one bias of a re-scaled dead channel (residual3.conv1 channel 41) is 192 away from the
+    # converter's: not reproduced (docs/int8.md)
     "resnet8_large": ((479480, 479480), (841, 841), (849, 850), 25),
 }
 
