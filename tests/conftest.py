@@ -63,3 +63,41 @@ def models_dir() -> Path:
     if not MODELS.is_dir():
         pytest.skip(f"the shared MLPerf Tiny models are not at {MODELS}")
     return MODELS
+
+
+# The C kernels' instruction-set builds: the portable path (no -march, or -DARCH_PORTABLE), and the
+# explicit-SIMD paths (AVX2 + FMA, and whatever this CPU has: AVX-512 where present).
+C_BUILDS = {
+    "portable": [],
+    "portable-native": ["-march=native", "-DARCH_PORTABLE"],
+    "avx2": ["-march=x86-64-v3"],
+    "native": ["-march=native"],
+}
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+    except OSError:
+        return set()
+
+
+def c_build_skip(build: str) -> str | None:
+    """Why the C build `build` (a key of C_BUILDS) cannot run on this machine; None if it can."""
+    import subprocess
+
+    from archdsl.backends import c_target
+
+    cc = c_target.host_cc()
+    if cc is None:
+        return "no C compiler"
+    if not C_BUILDS[build]:
+        return None
+    probe = subprocess.run([cc, *C_BUILDS[build], "-E", "-x", "c", "/dev/null"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"{cc} does not take {' '.join(C_BUILDS[build])}"
+    if build == "avx2" and not {"avx2", "fma"} <= _cpu_flags():
+        return "this CPU has no AVX2 + FMA"
+    return None
+

@@ -16,6 +16,8 @@ import pytest
 
 from archdsl.backends import c_target
 
+from conftest import C_BUILDS, c_build_skip
+
 pytestmark = pytest.mark.skipif(c_target.unavailable() is not None, reason="no C compiler")
 
 ACT = {"none": 0, "relu": 1, "relu6": 2, "sigmoid": 3, "hsigmoid": 4, "hswish": 5}
@@ -37,13 +39,17 @@ def ref_act(x, act):
     raise KeyError(act)
 
 
-@pytest.fixture(scope="module")
-def lib(tmp_path_factory):
+# The kernels are built once per instruction set this machine runs (conftest.C_BUILDS).
+@pytest.fixture(scope="module", params=list(C_BUILDS))
+def lib(request, tmp_path_factory):
+    why = c_build_skip(request.param)
+    if why:
+        pytest.skip(why)
     rt = c_target.templates() / "runtime"
     out = tmp_path_factory.mktemp("rt") / "librt.so"
     cc = c_target.host_cc()
-    cmd = [cc, "-O2", "-fPIC", "-shared", *c_target.WARN_FLAGS, f"-I{rt}", *map(str, sorted(rt.glob("rt_*.c"))),
-           "-lm", "-o", str(out)]
+    cmd = [cc, "-O2", *C_BUILDS[request.param], "-fPIC", "-shared", *c_target.WARN_FLAGS, f"-I{rt}",
+           *map(str, sorted(rt.glob("rt_*.c"))), "-lm", "-o", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0 and not proc.stderr, proc.stderr
     return ctypes.CDLL(str(out))
@@ -132,11 +138,15 @@ CONV_CASES = [
     (4, 10, 40, 8, 1, (1, 7), (1, 1), (0, 3, 0, 3)),
     (3, 9, 33, 8, 1, (2, 2), (1, 1), (0, 0, 1, 1)),
     (2, 3, 40, 8, 1, (3, 3), (1, 1), (1, 1, 1, 1)),  # one interior row
+    # the fast path's tiles: several full tiles of vectors, a masked last one, leftover channels
+    (3, 9, 101, 10, 1, (3, 3), (2, 2), (0, 0, 1, 1)),
+    (3, 6, 120, 9, 1, (3, 3), (1, 1), (1, 1, 1, 1)),
+    (2, 5, 90, 4, 2, (3, 3), (2, 2), (1, 1, 1, 1)),
 ]
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c[:5])) + f"k{c[5]}s{c[6]}p{c[7]}")
-@pytest.mark.parametrize("act", ["none", "relu6"])
+@pytest.mark.parametrize("act", ["none", "relu6", "hswish"])
 def test_conv2d(lib, case, act):
     cin, h, w, cout, groups, k, s, pads = case
     rng = np.random.default_rng(hash(case) & 0xFFFF)
@@ -161,6 +171,12 @@ DW_CASES = [
     (2, 2, 3, 1, (3, 3), (1, 1), (1, 1, 1, 1)),  # map narrower than the interior
     (3, 7, 7, 3, (7, 1), (1, 1), (3, 0, 3, 0)),
     (2, 8, 9, 1, (3, 3), (3, 3), (0, 0, 0, 0)),
+    # rows of several vectors plus a masked tail, at stride 1 and 2, with and without padding
+    (3, 5, 53, 1, (3, 3), (1, 1), (1, 1, 1, 1)),
+    (3, 6, 70, 1, (3, 3), (2, 2), (1, 1, 1, 1)),
+    (2, 7, 67, 1, (3, 3), (2, 2), (0, 0, 1, 1)),
+    (2, 4, 35, 1, (3, 3), (2, 2), (0, 0, 0, 0)),
+    (2, 6, 34, 2, (3, 3), (1, 1), (0, 0, 0, 0)),
 ]
 
 
@@ -180,18 +196,43 @@ def test_conv_dw(lib, case, act):
     close(out[:n].reshape(c * m, oh, ow), ref, k[0] * k[1])
 
 
+def panels(wt, panel):
+    """The pointwise weight layout, written out element by element (archdsl_rt.h, ARCH_PANEL):
+    (co, k) at p0 * cin + k * width + co - p0, p0 the panel's first row, width its rows."""
+    cout, cin = wt.shape
+    flat = np.full(cout * cin, np.nan, dtype=np.float32)
+    for co in range(cout):
+        p0 = co // panel * panel
+        width = min(panel, cout - p0)
+        for k in range(cin):
+            flat[p0 * cin + k * width + co - p0] = wt[co, k]
+    assert not np.isnan(flat).any()
+    return flat
+
+
 @pytest.mark.parametrize("cin,hw,cout", [
     (1, 1, 1), (3, 5, 2), (8, 49, 16), (16, 196, 13), (32, 100, 70), (7, 33, 9), (2, 40000, 5), (64, 3, 17),
+    (24, 47, 40), (5, 17, 37), (9, 200, 64),
 ])
+@pytest.mark.parametrize("panel", [1, 16, 5])
 @pytest.mark.parametrize("act", ["relu", "relu6", "hswish"])
-def test_conv1x1(lib, cin, hw, cout, act):
+def test_conv1x1(lib, cin, hw, cout, panel, act):
     rng = np.random.default_rng(cin * 1000 + hw + cout)
     x, wt, b = rnd(rng, cin, hw), rnd(rng, cout, cin), rnd(rng, cout)
     out = guarded(cout * hw)
-    lib.arch_conv1x1(fp(x), cin, hw, fp(wt), fp(b), cout, fp(out), ACT[act])
+    lib.arch_conv1x1(fp(x), cin, hw, fp(panels(wt, panel)), panel, fp(b), cout, fp(out), ACT[act])
     check_guard(out, cout * hw)
     ref = ref_act(wt.astype(np.float64) @ x + b[:, None], act)
     close(out[:cout * hw].reshape(cout, hw), ref, cin)
+
+
+def test_pointwise_packing_is_the_kernel_layout():
+    """The compiler's packing (c_target.layout.pack_panels) is the layout the kernels read."""
+    from archdsl.backends.c_target.layout import pack_panels
+
+    wt = rnd(np.random.default_rng(0), 37, 11)
+    for panel in (1, 5, 16):
+        assert np.array_equal(pack_panels(wt[:, :, None, None], panel), panels(wt, panel))
 
 
 @pytest.mark.parametrize("n_in,n_out", [(1, 1), (7, 3), (64, 10), (1000, 17)])

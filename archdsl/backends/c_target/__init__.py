@@ -19,7 +19,8 @@ layout comes from analysis.memory.plan_memory, the same plan `stats` reports.
 batch; `build_mcu` / `run_mcu` do the same for Cortex-M under qemu-system-arm.
 
 The package, by concern: toolchain.py (flags, compilers, boards), lowering.py (the table of
-lowerings and what they write into), generate.py (the files), build.py (host build cache and
+lowerings and what they write into), layout.py (the weight layouts the kernels read, packed before
+emission), generate.py (the files), build.py (host build cache and
 runs), mcu.py (Cortex-M builds and QEMU runs). This module is the target's interface
 (archdsl.backends).
 """

@@ -10,6 +10,7 @@ import numpy as np
 
 from ...errors import ArchError
 from ...weights import bn_scale_shift
+from . import layout
 
 ALWAYS = ("rt_act.c",)  # every kernel's epilogue
 
@@ -78,11 +79,14 @@ class Emitter:
         self.arrays.append(ConstArray(name, np.ascontiguousarray(values, dtype=np.float32), what))
         return name
 
-    def folded_weights(self, step) -> tuple[str, str]:
+    def folded_weights(self, step, layout: Callable | None = None, layout_what: str = "") -> tuple[str, str]:
+        """The step's folded weight and bias arrays; `layout` reorders the weights for the kernel
+        (layout.py), `layout_what` says how in the array's comment."""
         w, b = self.folded[step.main.name]
         what = f"{step.main.name}: {'x'.join(map(str, w.shape))}" + (
-            f", {step.bn.name} folded" if step.bn is not None else "")
-        return (self.array(step.main, "w", w, what), self.array(step.main, "b", b, f"{step.main.name}: bias"))
+            f", {step.bn.name} folded" if step.bn is not None else "") + (f", {layout_what}" if layout_what else "")
+        packed = layout(w) if layout is not None else w
+        return (self.array(step.main, "w", packed, what), self.array(step.main, "b", b, f"{step.main.name}: bias"))
 
     def use(self, *files: str) -> None:
         self.runtime.update(files)
@@ -114,10 +118,14 @@ def _conv(e: Emitter, step) -> list[str]:
     n = step.main
     a, x, y = n.attrs, n.in_shapes[0], n.out_shape
     (kh, kw), (sh, sw), (pt, pl, _, _) = a["kernel"], a["stride"], a["pads"]
-    w, b = e.folded_weights(step)
     if (kh, kw) == (1, 1) and (sh, sw) == (1, 1) and pt == pl == 0 and a["groups"] == 1 and (y.h, y.w) == (x.h, x.w):
+        panel = layout.pointwise_panel(y.c, x.c)
+        w, b = e.folded_weights(step, lambda m: layout.pack_panels(m, panel),
+                                f"packed in panels of {panel} output channels" if panel > 1 else "")
         e.use("rt_gemm.c")
-        return [_call("arch_conv1x1", e.t(n.inputs[0]), x.c, x.h * x.w, w, b, y.c, e.t(step.output), act_of(step))]
+        return [_call("arch_conv1x1", e.t(n.inputs[0]), x.c, x.h * x.w, w, panel, b, y.c, e.t(step.output),
+                      act_of(step))]
+    w, b = e.folded_weights(step)
     if a["groups"] == x.c and a["groups"] > 1:  # depthwise written as a grouped conv
         return _dw_call(e, step, w, b)
     e.use("rt_conv.c")

@@ -11,7 +11,7 @@
 #ifndef ARCHDSL_RT_H
 #define ARCHDSL_RT_H
 
-/* Register tile of the matrix-product kernels (rt_gemm.c, and rt_conv.c at stride 1): MR output
+/* Register tile of the portable matrix-product kernels (rt_gemm.c, and rt_conv.c at stride 1): MR output
  * channels x NR pixels, sized for the target's registers; override with -DARCH_GEMM_MR=... */
 /* Measured with gcc 12 -O3 (MobileNetV1): shapes whose row is two vectors of 8 or of 4 (6x16 with
  * AVX2, 4x8 with SSE2) are vectorised across the tile's rows with shuffles and run 8-20 times
@@ -30,6 +30,23 @@
 #define ARCH_GEMM_MR 4
 #define ARCH_GEMM_NR 4
 #endif
+#endif
+
+/* Pointwise weights are packed offline in panels of ARCH_PANEL output channels (the last panel may be
+ * narrower), k-major inside a panel: weight (co, k) is at panel_base + k * panel_width + co % ARCH_PANEL,
+ * so a register tile reads its rows' weights for one k as consecutive floats. 16 is a multiple of
+ * every fast path's row tile (8 with AVX-512, 4 with AVX2) and is one AVX-512 vector. */
+#define ARCH_PANEL 16
+
+/* The explicit-SIMD kernels (x86-64 AVX2 + FMA, AVX-512F), chosen by the compiler's feature macros;
+ * -DARCH_PORTABLE forces the portable C99 path everywhere (the reference the fast path is tested
+ * against). ARCH_SIMD is 0 on every other target, which runs the portable path. */
+#if !defined(ARCH_PORTABLE) && defined(__AVX512F__)
+#define ARCH_SIMD 512
+#elif !defined(ARCH_PORTABLE) && defined(__AVX2__) && defined(__FMA__)
+#define ARCH_SIMD 256
+#else
+#define ARCH_SIMD 0
 #endif
 
 /* The activation run in a kernel's epilogue (or alone, by arch_activation). */
@@ -53,9 +70,10 @@ void arch_conv2d(const float *restrict in, int cin, int h, int w,
                  int cout, int groups, int kh, int kw, int sh, int sw, int pad_top, int pad_left,
                  float *restrict out, int oh, int ow, int act);
 
-/* rt_gemm.c: 1x1 convolution, stride 1, no padding, groups 1: out[cout][hw] = W[cout][cin] x in[cin][hw] + b. */
+/* rt_gemm.c: 1x1 convolution, stride 1, no padding, groups 1: out[cout][hw] = W[cout][cin] x in[cin][hw] + b.
+ * weight is packed in panels of `panel` output channels (see ARCH_PANEL; panel 1 is plain (cout, cin)). */
 void arch_conv1x1(const float *restrict in, int cin, int hw,
-                  const float *restrict weight, const float *restrict bias, int cout,
+                  const float *restrict weight, int panel, const float *restrict bias, int cout,
                   float *restrict out, int act);
 
 /* rt_dwconv.c: depthwise convolution with channel multiplier m: output channel o reads input
@@ -91,5 +109,71 @@ void arch_copy(const float *restrict in, float *restrict out, int n);
 
 /* rt_softmax.c: softmax over the c channels of each of the hw pixels. */
 void arch_softmax(const float *restrict in, int c, int hw, float *restrict out);
+
+/* Vector helpers of the fast kernels: one name per operation, so each kernel is written once for
+ * both widths. Only kernel files ask for them (ARCH_RT_VECTORS), so the model code never sees
+ * <immintrin.h>. VL is the lanes per vector; masks select the first n lanes (n <= VL). */
+#if defined(ARCH_RT_VECTORS) && ARCH_SIMD
+#include <immintrin.h>
+#if ARCH_SIMD == 512
+#define VL 16
+typedef __m512 vf;
+typedef __mmask16 vmask;
+#define V_LOAD(p) _mm512_loadu_ps(p)
+#define V_LOADM(p, m) _mm512_maskz_loadu_ps(m, p)
+#define V_STORE(p, v) _mm512_storeu_ps(p, v)
+#define V_STOREM(p, v, m) _mm512_mask_storeu_ps(p, m, v)
+#define V_SET1(x) _mm512_set1_ps(x)
+#define V_BCAST(p) _mm512_set1_ps(*(p))
+#define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define V_ADD(a, b) _mm512_add_ps(a, b)
+#define V_MUL(a, b) _mm512_mul_ps(a, b)
+#define V_MAX(a, b) _mm512_max_ps(a, b)
+#define V_MIN(a, b) _mm512_min_ps(a, b)
+#define V_MASK(n) ((__mmask16)((1u << (n)) - 1u))
+#else
+#define VL 8
+typedef __m256 vf;
+typedef __m256i vmask;
+#define V_LOAD(p) _mm256_loadu_ps(p)
+#define V_LOADM(p, m) _mm256_maskload_ps(p, m)
+#define V_STORE(p, v) _mm256_storeu_ps(p, v)
+#define V_STOREM(p, v, m) _mm256_maskstore_ps(p, m, v)
+#define V_SET1(x) _mm256_set1_ps(x)
+#define V_BCAST(p) _mm256_broadcast_ss(p)
+#define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define V_ADD(a, b) _mm256_add_ps(a, b)
+#define V_MUL(a, b) _mm256_mul_ps(a, b)
+#define V_MAX(a, b) _mm256_max_ps(a, b)
+#define V_MIN(a, b) _mm256_min_ps(a, b)
+#define V_MASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#endif
+#if defined(__GNUC__)
+#define ARCH_INLINE static inline __attribute__((always_inline))
+#else
+#define ARCH_INLINE static inline
+#endif
+/* Stride 2: v[l] = p[2 l] for the lanes l < n (n <= VL), reading only p[0 .. 2 n - 1). */
+ARCH_INLINE vf v_load_even(const float *p, int n)
+{
+    const int need = 2 * n - 1;
+    const vf lo = need >= VL ? V_LOAD(p) : V_LOADM(p, V_MASK(need));
+    const vf hi = need >= 2 * VL ? V_LOAD(p + VL) : need > VL ? V_LOADM(p + VL, V_MASK(need - VL)) : V_SET1(0.0f);
+#if ARCH_SIMD == 512
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_ps(lo, even, hi);
+#else /* [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6] -> [lo0 lo2 lo4 lo6 hi0 hi2 hi4 hi6] */
+    const __m256 t = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
+#endif
+}
+/* Loops over a register tile's rows and vectors must be unrolled for the tile to live in registers
+ * (at -O2 gcc keeps an array of vectors in memory otherwise). */
+#if defined(__GNUC__)
+#define ARCH_UNROLL _Pragma("GCC unroll 16")
+#else
+#define ARCH_UNROLL
+#endif
+#endif
 
 #endif /* ARCHDSL_RT_H */

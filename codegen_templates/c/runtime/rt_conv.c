@@ -4,6 +4,7 @@
  * segment read is used CONV_CO times, and the innermost loop runs along the output row
  * (contiguous in NCHW; with stride 1 the input side is contiguous too), so it vectorises.
  * Padding is handled by clipping each tap's range of output columns, never by reading it. */
+#define ARCH_RT_VECTORS
 #include "archdsl_rt.h"
 
 #define CONV_CO 4
@@ -146,10 +147,11 @@ static void column_segment(const float *restrict in_g, int cin_g, int h, int w, 
         for (y = y0; y < y1; y++) arch_activate(out + ((co + r) * oh + y) * ow + x, 1, act);
 }
 
-void arch_conv2d(const float *restrict in, int cin, int h, int w,
-                 const float *restrict weight, const float *restrict bias,
-                 int cout, int groups, int kh, int kw, int sh, int sw, int pad_top, int pad_left,
-                 float *restrict out, int oh, int ow, int act)
+/* The portable kernel (every target; the fast path's reference, and its fallback for other strides). */
+static void conv2d_portable(const float *restrict in, int cin, int h, int w,
+                            const float *restrict weight, const float *restrict bias,
+                            int cout, int groups, int kh, int kw, int sh, int sw, int pad_top, int pad_left,
+                            float *restrict out, int oh, int ow, int act)
 {
     const int cin_g = cin / groups, cout_g = cout / groups, ksize = kh * kw;
     int g, co0, n, oy, ya = 0, yb = 0, xa = 0, xb = 0, j0 = 0, j1 = 0, x;
@@ -207,3 +209,175 @@ void arch_conv2d(const float *restrict in, int cin, int h, int w,
         }
     }
 }
+
+#if ARCH_SIMD
+/* Fast path, stride 1 or 2 (both axes alike): each output row is a matrix product with
+ * K = cin_g x (filter rows inside the map) x kw, whose k-th row is an input row read at the tap's
+ * offset (contiguous at stride 1, the even lanes of two vectors at stride 2). Register tiles of
+ * MR output channels x nv vectors of output columns, as in rt_gemm.c, over the columns whose taps
+ * are all inside the row; the border columns go to row_segment. */
+#if ARCH_SIMD == 512
+#define FMR 8 /* 8 channels x up to 3 vectors: 24 of the 32 zmm registers accumulate */
+#define FNV 3
+#else
+#define FMR 6 /* 6 channels x up to 2 vectors: 12 of the 16 ymm registers accumulate */
+#define FNV 2
+#endif
+
+struct conv_row {
+    const float *plane; /* the group's first input channel at the row's first filter row, column 0 */
+    int cin_g, hw, w, kw, ky0, ky1, ksize, s;
+};
+
+/* Channels [0, nr) of the tile (the rows past nr recompute the last and are not stored), nv vectors of
+ * output columns from x0 (the last holds n_last lanes); x0 counts from cr->plane's column and from out.
+ * wt: the first channel's weights. */
+ARCH_INLINE void conv_tile(int nv, int masked, int s, const struct conv_row *cr, const float *restrict wt, int nr,
+                           int x0, int n_last, const float *restrict bias, float *restrict out, int ohw, int act)
+{
+    vf acc[FMR][FNV];
+    int off[FMR];
+    int r, v, ci, ky, kx;
+    const int kstride = cr->cin_g * cr->ksize;
+    ARCH_UNROLL for (r = 0; r < FMR; r++) {
+        const int rr = r < nr ? r : nr - 1;
+        const vf bv = V_SET1(bias[rr]);
+        off[r] = rr * kstride;
+        ARCH_UNROLL for (v = 0; v < nv; v++) acc[r][v] = bv;
+    }
+    for (ci = 0; ci < cr->cin_g; ci++) {
+        for (ky = cr->ky0; ky < cr->ky1; ky++) {
+            const float *row = cr->plane + ci * cr->hw + (ky - cr->ky0) * cr->w + x0 * s;
+            const float *wk = wt + ci * cr->ksize + ky * cr->kw;
+            for (kx = 0; kx < cr->kw; kx++) {
+                vf xv[FNV];
+                ARCH_UNROLL for (v = 0; v < nv; v++) {
+                    const int n = masked && v == nv - 1 ? n_last : VL;
+                    if (s == 1)
+                        xv[v] = n == VL ? V_LOAD(row + kx + v * VL) : V_LOADM(row + kx + v * VL, V_MASK(n));
+                    else
+                        xv[v] = v_load_even(row + kx + 2 * v * VL, n);
+                }
+                ARCH_UNROLL for (r = 0; r < FMR; r++) {
+                    const vf a = V_BCAST(wk + off[r] + kx);
+                    ARCH_UNROLL for (v = 0; v < nv; v++) acc[r][v] = V_FMA(a, xv[v], acc[r][v]);
+                }
+            }
+        }
+    }
+    if (act == ARCH_ACT_RELU || act == ARCH_ACT_RELU6) {
+        const vf zero = V_SET1(0.0f), six = V_SET1(6.0f);
+        ARCH_UNROLL for (r = 0; r < FMR; r++) ARCH_UNROLL for (v = 0; v < nv; v++) {
+            acc[r][v] = V_MAX(acc[r][v], zero);
+            if (act == ARCH_ACT_RELU6) acc[r][v] = V_MIN(acc[r][v], six);
+        }
+    }
+    ARCH_UNROLL for (r = 0; r < FMR; r++) {
+        if (r >= nr) break;
+        ARCH_UNROLL for (v = 0; v < nv; v++) {
+            if (masked && v == nv - 1)
+                V_STOREM(out + r * ohw + x0 + v * VL, acc[r][v], V_MASK(n_last));
+            else
+                V_STORE(out + r * ohw + x0 + v * VL, acc[r][v]);
+        }
+    }
+}
+
+/* conv_tile with nv and s constants. */
+static void conv_tile_n(int nv, int masked, const struct conv_row *cr, const float *restrict wt, int nr, int x0,
+                        int n_last, const float *restrict bias, float *restrict out, int ohw, int act)
+{
+#define CONV_TILE(n) \
+    case n: \
+        if (cr->s == 1) conv_tile(n, masked, 1, cr, wt, nr, x0, n_last, bias, out, ohw, act); \
+        else conv_tile(n, masked, 2, cr, wt, nr, x0, n_last, bias, out, ohw, act); \
+        break;
+    switch (nv) {
+#if FNV >= 3
+    CONV_TILE(3)
+#endif
+    CONV_TILE(2)
+    default:
+        CONV_TILE(1)
+    }
+#undef CONV_TILE
+}
+
+void arch_conv2d(const float *restrict in, int cin, int h, int w,
+                 const float *restrict weight, const float *restrict bias,
+                 int cout, int groups, int kh, int kw, int sh, int sw, int pad_top, int pad_left,
+                 float *restrict out, int oh, int ow, int act)
+{
+    const int cin_g = cin / groups, cout_g = cout / groups, ksize = kh * kw, ohw = oh * ow;
+    int g, co, oy, xa, xb, j;
+    if (sh != sw || (sh != 1 && sh != 2)) {
+        conv2d_portable(in, cin, h, w, weight, bias, cout, groups, kh, kw, sh, sw, pad_top, pad_left, out, oh, ow,
+                        act);
+        return;
+    }
+    tap_range(0, sw, pad_left, w, ow, &xa, &j); /* columns whose kw taps are all inside: [xa, xb) */
+    tap_range(kw - 1, sw, pad_left, w, ow, &j, &xb);
+    if (xb < xa) xb = xa;
+    for (g = 0; g < groups; g++) {
+        const float *in_g = in + g * cin_g * h * w;
+        for (oy = 0; oy < oh; oy++) {
+            const int iy0 = oy * sh - pad_top;
+            struct conv_row cr;
+            cr.ky0 = iy0 < 0 ? -iy0 : 0;
+            cr.ky1 = iy0 + kh > h ? h - iy0 : kh;
+            cr.cin_g = cin_g;
+            cr.hw = h * w;
+            cr.w = w;
+            cr.kw = kw;
+            cr.ksize = ksize;
+            cr.s = sh;
+            for (co = 0; co < cout_g; co += FMR) {
+                const int nr = cout_g - co < FMR ? cout_g - co : FMR, c = g * cout_g + co;
+                const float *wt = weight + c * cin_g * ksize;
+                float *o = out + c * ohw + oy * ow;
+                int x, r;
+                if (cr.ky1 > cr.ky0 && xb > xa) {
+                    const int vecs = (xb - xa + VL - 1) / VL;
+                    int nv = vecs < FNV ? vecs : FNV;
+                    cr.plane = in_g + (iy0 + cr.ky0) * w + xa * sw - pad_left;
+                    for (x = xa; x + nv * VL <= xb; x += nv * VL)
+                        conv_tile_n(nv, 0, &cr, wt, nr, x - xa, VL, bias + c, o + xa, ohw, act);
+                    if (x < xb) { /* the last tile: its last vector masked */
+                        const int left = xb - x, lv = (left + VL - 1) / VL;
+                        conv_tile_n(lv, 1, &cr, wt, nr, x - xa, left - (lv - 1) * VL, bias + c, o + xa, ohw, act);
+                    }
+                }
+                for (r = 0; r < nr; r += CONV_CO) { /* the border columns (all columns if no tile ran) */
+                    const int n = nr - r < CONV_CO ? nr - r : CONV_CO;
+                    const int lo = cr.ky1 > cr.ky0 ? xa : 0, hi = cr.ky1 > cr.ky0 ? xb : 0;
+                    row_segment(in_g, cin_g, h, w, wt + r * cin_g * ksize, bias + c + r, c + r, n, kh, kw, sh, sw,
+                                pad_top, pad_left, out, oh, ow, oy, 0, lo, act);
+                    row_segment(in_g, cin_g, h, w, wt + r * cin_g * ksize, bias + c + r, c + r, n, kh, kw, sh, sw,
+                                pad_top, pad_left, out, oh, ow, oy, hi > lo ? hi : lo, ow, act);
+                }
+            }
+        }
+    }
+    if (act != ARCH_ACT_NONE && act != ARCH_ACT_RELU && act != ARCH_ACT_RELU6) {
+        /* conv_tile clamps only; the other activations run on the interior afterwards
+         * (row_segment already ran them on the border columns) */
+        for (co = 0; co < cout; co++)
+            for (oy = 0; oy < oh; oy++) {
+                const int iy0 = oy * sh - pad_top;
+                const int any = (iy0 < 0 ? -iy0 : 0) < (iy0 + kh > h ? h - iy0 : kh);
+                if (any && xb > xa) arch_activate(out + co * ohw + oy * ow + xa, xb - xa, act);
+            }
+    }
+}
+
+#else
+
+void arch_conv2d(const float *restrict in, int cin, int h, int w,
+                 const float *restrict weight, const float *restrict bias,
+                 int cout, int groups, int kh, int kw, int sh, int sw, int pad_top, int pad_left,
+                 float *restrict out, int oh, int ow, int act)
+{
+    conv2d_portable(in, cin, h, w, weight, bias, cout, groups, kh, kw, sh, sw, pad_top, pad_left, out, oh, ow, act);
+}
+
+#endif

@@ -8,6 +8,7 @@
  * filter row in a single pass over its interior columns). The activation runs per channel plane. */
 #include <stddef.h>
 
+#define ARCH_RT_VECTORS
 #include "archdsl_rt.h"
 
 /* o[x] += sum_t wt[t] * row[x * s - pad + t] over the taps t < k that fall inside [0, w). */
@@ -138,10 +139,11 @@ static void row3x3(float *restrict o, const float *restrict r0, const float *res
     border3x3(o, r0, r1, r2, k, b, w, s, pad, xb, ow);
 }
 
-void arch_conv_dw(const float *restrict in, int c, int h, int w,
-                  const float *restrict weight, const float *restrict bias, int m,
-                  int kh, int kw, int sh, int sw, int pad_top, int pad_left,
-                  float *restrict out, int oh, int ow, int act)
+/* The portable kernel (every target; the fast path's reference and its fallback). */
+static void conv_dw_portable(const float *restrict in, int c, int h, int w,
+                             const float *restrict weight, const float *restrict bias, int m,
+                             int kh, int kw, int sh, int sw, int pad_top, int pad_left,
+                             float *restrict out, int oh, int ow, int act)
 {
     const int cout = c * m;
     const int flat = kh == 3 && kw == 3 && sh == 1 && sw == 1 && ow == w;
@@ -201,3 +203,117 @@ void arch_conv_dw(const float *restrict in, int c, int h, int w,
         arch_activate(oplane, oh * ow, act);
     }
 }
+
+#if ARCH_SIMD
+/* Fast path, 3x3 at stride 1 or 2: each input plane is first copied into a zero-padded one (on the
+ * stack, planes up to PADDED_MAX floats), so that every output row is one branch-free pass of vectors
+ * along x, nine taps per vector (stride 2 keeps the even lanes of two loads); the last vector of a
+ * row is masked. Larger planes, and other filters and strides, take the portable path. */
+#define PADDED_MAX 16384 /* 64 KB: a 112 x 112 map padded; L2-resident while its row passes run */
+
+/* Taps of one filter row (k: its three weights) for n (<= VL) outputs from padded position p. */
+ARCH_INLINE vf taps3(const float *p, const vf *k, vf acc, int s, int n)
+{
+    if (s == 1) {
+        if (n == VL) {
+            acc = V_FMA(k[0], V_LOAD(p), acc);
+            acc = V_FMA(k[1], V_LOAD(p + 1), acc);
+            return V_FMA(k[2], V_LOAD(p + 2), acc);
+        } else {
+            const vmask m = V_MASK(n);
+            acc = V_FMA(k[0], V_LOADM(p, m), acc);
+            acc = V_FMA(k[1], V_LOADM(p + 1, m), acc);
+            return V_FMA(k[2], V_LOADM(p + 2, m), acc);
+        }
+    }
+    acc = V_FMA(k[0], v_load_even(p, n), acc);
+    acc = V_FMA(k[1], v_load_even(p + 1, n), acc);
+    return V_FMA(k[2], v_load_even(p + 2, n), acc);
+}
+
+/* dst (ph x pw) = the plane with pad_top rows and pad_left columns of zeros before it, zeros after. */
+static void pad_plane(float *restrict dst, int ph, int pw, const float *restrict plane, int h, int w, int pad_top,
+                      int pad_left)
+{
+    const int x0 = pad_left, n = w < pw - pad_left ? w : pw - pad_left; /* the plane's columns that are read */
+    int y, x;
+    for (y = 0; y < ph; y++) {
+        float *d = dst + y * pw;
+        const int iy = y - pad_top;
+        if (iy < 0 || iy >= h) {
+            for (x = 0; x < pw; x++) d[x] = 0.0f;
+            continue;
+        }
+        for (x = 0; x < x0; x++) d[x] = 0.0f;
+        for (x = 0; x + VL <= n; x += VL) V_STORE(d + x0 + x, V_LOAD(plane + iy * w + x));
+        if (x < n) V_STOREM(d + x0 + x, V_LOADM(plane + iy * w + x, V_MASK(n - x)), V_MASK(n - x));
+        for (x = x0 + n; x < pw; x++) d[x] = 0.0f;
+    }
+}
+
+static void plane3x3_fast(const float *restrict padded, int pw, const float *restrict wt, float b,
+                          float *restrict o, int oh, int ow, int s, int act)
+{
+    vf k[9];
+    int oy, x0, t;
+    ARCH_UNROLL for (t = 0; t < 9; t++) k[t] = V_SET1(wt[t]);
+    for (oy = 0; oy < oh; oy++) {
+        const float *r0 = padded + oy * s * pw, *r1 = r0 + pw, *r2 = r1 + pw;
+        for (x0 = 0; x0 < ow; x0 += VL) {
+            const int n = ow - x0 < VL ? ow - x0 : VL, off = x0 * s;
+            vf a0, a1, a2; /* one partial sum per filter row: three short dependency chains */
+            if (n == VL && s == 1) {
+                a0 = taps3(r0 + off, k, V_SET1(b), 1, VL);
+                a1 = taps3(r1 + off, k + 3, V_SET1(0.0f), 1, VL);
+                a2 = taps3(r2 + off, k + 6, V_SET1(0.0f), 1, VL);
+            } else if (n == VL) {
+                a0 = taps3(r0 + off, k, V_SET1(b), 2, VL);
+                a1 = taps3(r1 + off, k + 3, V_SET1(0.0f), 2, VL);
+                a2 = taps3(r2 + off, k + 6, V_SET1(0.0f), 2, VL);
+            } else {
+                a0 = taps3(r0 + off, k, V_SET1(b), s, n);
+                a1 = taps3(r1 + off, k + 3, V_SET1(0.0f), s, n);
+                a2 = taps3(r2 + off, k + 6, V_SET1(0.0f), s, n);
+            }
+            a0 = V_ADD(a0, V_ADD(a1, a2));
+            if (act == ARCH_ACT_RELU || act == ARCH_ACT_RELU6) a0 = V_MAX(a0, V_SET1(0.0f));
+            if (act == ARCH_ACT_RELU6) a0 = V_MIN(a0, V_SET1(6.0f));
+            if (n == VL)
+                V_STORE(o + oy * ow + x0, a0);
+            else
+                V_STOREM(o + oy * ow + x0, a0, V_MASK(n));
+        }
+    }
+    if (act != ARCH_ACT_NONE && act != ARCH_ACT_RELU && act != ARCH_ACT_RELU6) arch_activate(o, oh * ow, act);
+}
+
+void arch_conv_dw(const float *restrict in, int c, int h, int w,
+                  const float *restrict weight, const float *restrict bias, int m,
+                  int kh, int kw, int sh, int sw, int pad_top, int pad_left,
+                  float *restrict out, int oh, int ow, int act)
+{
+    /* the padded plane: every row and column a tap reads, from (-pad_top, -pad_left) on */
+    const int ph = (oh - 1) * sh + 3, pw = (ow - 1) * sw + 3;
+    float padded[PADDED_MAX];
+    int o;
+    if (kh != 3 || kw != 3 || sh != sw || (sh != 1 && sh != 2) || ph * pw > PADDED_MAX) {
+        conv_dw_portable(in, c, h, w, weight, bias, m, kh, kw, sh, sw, pad_top, pad_left, out, oh, ow, act);
+        return;
+    }
+    for (o = 0; o < c * m; o++) {
+        if (o % m == 0) pad_plane(padded, ph, pw, in + (o / m) * h * w, h, w, pad_top, pad_left);
+        plane3x3_fast(padded, pw, weight + o * 9, bias[o], out + o * oh * ow, oh, ow, sh, act);
+    }
+}
+
+#else
+
+void arch_conv_dw(const float *restrict in, int c, int h, int w,
+                  const float *restrict weight, const float *restrict bias, int m,
+                  int kh, int kw, int sh, int sw, int pad_top, int pad_left,
+                  float *restrict out, int oh, int ow, int act)
+{
+    conv_dw_portable(in, c, h, w, weight, bias, m, kh, kw, sh, sw, pad_top, pad_left, out, oh, ow, act);
+}
+
+#endif

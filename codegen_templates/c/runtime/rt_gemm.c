@@ -1,12 +1,179 @@
 /* 1x1 convolution (stride 1, no padding, one group) as a matrix product, the kernel that does
  * most of a MobileNet's mult-adds: out[cout][hw] = W[cout][cin] * in[cin][hw] + bias.
  *
- * Register blocking: a tile of GEMM_MR output channels x GEMM_NR pixels is accumulated in
- * registers over all of cin, then stored once (with the bias and the epilogue activation).
- * The pixel loop is innermost and contiguous in NCHW, so compilers vectorise it; the columns
- * are walked in chunks of about L2 size so a chunk of `in` is reused by every tile row. The tile
- * sizes suit the target's register file; a build can override them with -DARCH_GEMM_MR=... */
+ * The weights come packed in panels of `panel` output channels, k-major inside a panel (see
+ * ARCH_PANEL in archdsl_rt.h; panel 1 is the plain (cout, cin) matrix). Either way the rows of a
+ * panel are a block with uniform strides: weight (r, k) of a block is at base[r * rs + k * ks].
+ *
+ * Register blocking: a tile of rows x pixels is accumulated in registers over all of cin, then
+ * stored once (with the bias and the epilogue activation). Pixels are contiguous in NCHW, so they
+ * are the vector dimension and each row's weight is broadcast.
+ *  - Fast path (ARCH_SIMD): explicit AVX2/AVX-512 tiles of MR rows x NV vectors, MR x NV
+ *    accumulators as many as the register file holds next to the NV input vectors and a
+ *    broadcast. NV is chosen per layer from hw so the last column tile wastes the fewest lanes;
+ *    the last tile is masked (never a scalar tail), short row blocks repeat their last row.
+ *  - Portable path: plain C tiles of ARCH_GEMM_MR x ARCH_GEMM_NR the compiler vectorises (or not:
+ *    Cortex-M), in column chunks of about L2 size; the last tile of a row overlaps the one before. */
+#define ARCH_RT_VECTORS
 #include "archdsl_rt.h"
+
+/* A run of rows whose panels all have the same width p: row r of the run, weight k, is at
+ * base[(r / p) * p * cin + r % p + k * p]. The full panels are one run, a narrower last panel another;
+ * panel 1 (the plain matrix) is one run of p = 1. */
+struct block {
+    const float *base;
+    int p, cin;
+};
+
+static int row_offset(struct block b, int r) { return r / b.p * b.p * b.cin + r % b.p; }
+
+/* The run that starts at row r0 (a panel boundary): its first row's block, and its length in rows. */
+static int block_at(const float *weight, int panel, int cin, int cout, int r0, struct block *b)
+{
+    const int full = panel > 1 ? cout / panel * panel : cout;
+    b->base = weight + r0 * cin;
+    b->cin = cin;
+    b->p = r0 < full ? (panel > 1 ? panel : 1) : cout - full;
+    return r0 < full ? full - r0 : cout - r0;
+}
+
+#if ARCH_SIMD
+
+#ifndef MR
+#if ARCH_SIMD == 512
+#define MR 8   /* 8 rows x up to 3 vectors: 24 of the 32 zmm registers accumulate */
+#define NV_MAX 3
+#else
+#define MR 6   /* 6 rows x up to 2 vectors: 12 of the 16 ymm registers accumulate */
+#define NV_MAX 2
+#endif
+#endif
+
+/* One tile: rows [r0, r0 + nr) of block b (nr <= MR; the rows past nr recompute the last row and are
+ * not stored) times nv vectors of columns from x; the last vector holds `last` lanes. */
+ARCH_INLINE void tile(int nv, int masked, struct block b, int r0, int nr, int cin, const float *restrict x, int hw,
+                      const float *restrict bias, float *restrict out, int act, vmask last)
+{
+    vf acc[MR][NV_MAX];
+    int off[MR];
+    int r, v, k;
+    ARCH_UNROLL for (r = 0; r < MR; r++) {
+        const int rr = r < nr ? r : nr - 1;
+        const vf bv = V_SET1(bias[rr]);
+        off[r] = row_offset(b, r0 + rr);
+        ARCH_UNROLL for (v = 0; v < nv; v++) acc[r][v] = bv;
+    }
+    for (k = 0; k < cin; k++) {
+        const float *restrict xk = x + k * hw;
+        const float *restrict wk = b.base + k * b.p;
+        vf xv[NV_MAX];
+        ARCH_UNROLL for (v = 0; v < nv; v++) xv[v] = masked && v == nv - 1 ? V_LOADM(xk + v * VL, last)
+                                                                            : V_LOAD(xk + v * VL);
+        ARCH_UNROLL for (r = 0; r < MR; r++) {
+            const vf w = V_BCAST(wk + off[r]);
+            ARCH_UNROLL for (v = 0; v < nv; v++) acc[r][v] = V_FMA(w, xv[v], acc[r][v]);
+        }
+    }
+    if (act == ARCH_ACT_RELU || act == ARCH_ACT_RELU6) {
+        const vf zero = V_SET1(0.0f), six = V_SET1(6.0f);
+        ARCH_UNROLL for (r = 0; r < MR; r++) ARCH_UNROLL for (v = 0; v < nv; v++) {
+            acc[r][v] = V_MAX(acc[r][v], zero);
+            if (act == ARCH_ACT_RELU6) acc[r][v] = V_MIN(acc[r][v], six);
+        }
+    }
+    ARCH_UNROLL for (r = 0; r < MR; r++) {
+        if (r >= nr) break;
+        ARCH_UNROLL for (v = 0; v < nv; v++) {
+            if (masked && v == nv - 1)
+                V_STOREM(out + r * hw + v * VL, acc[r][v], last);
+            else
+                V_STORE(out + r * hw + v * VL, acc[r][v]);
+        }
+    }
+}
+
+/* The column tile width, in vectors: the one whose last tile wastes the fewest lanes (ties: wider). */
+static int choose_nv(int hw)
+{
+    const int vecs = (hw + VL - 1) / VL;
+    int nv, best = NV_MAX, waste = -1;
+    for (nv = NV_MAX; nv >= 2; nv--) {
+        const int w = (nv - vecs % nv) % nv; /* whole vectors computed for nothing in the last tile */
+        if (waste < 0 || w < waste) {
+            waste = w;
+            best = nv;
+        }
+    }
+    return vecs < best ? vecs : best;
+}
+
+/* tile() with nv a constant, so each width is compiled with its registers (nv <= NV_MAX). */
+static void tile_n(int nv, int masked, struct block b, int r0, int nr, int cin, const float *restrict x, int hw,
+                   const float *restrict bias, float *restrict out, int act, vmask last)
+{
+#define TILE_CASE(n) \
+    case n: \
+        if (masked) tile(n, 1, b, r0, nr, cin, x, hw, bias, out, act, last); \
+        else tile(n, 0, b, r0, nr, cin, x, hw, bias, out, act, last); \
+        break;
+    switch (nv) {
+#if NV_MAX >= 4
+    TILE_CASE(4)
+#endif
+#if NV_MAX >= 3
+    TILE_CASE(3)
+#endif
+    TILE_CASE(2)
+    default:
+        TILE_CASE(1)
+    }
+#undef TILE_CASE
+}
+
+/* The column tiles [j0, j1) of one row tile (j1 - j0 a multiple of nv vectors, or the end of the row). */
+static void row_tile(struct block b, int r0, int nr, int cin, const float *restrict in, int hw, int j0, int j1,
+                     int nv, const float *restrict bias, float *restrict out, int act)
+{
+    const int step = nv * VL;
+    int j;
+    for (j = j0; j + step <= j1; j += step) tile_n(nv, 0, b, r0, nr, cin, in + j, hw, bias, out + j, act, V_MASK(VL));
+    if (j < j1) { /* the last, partial tile: its last vector masked */
+        const int left = j1 - j, vecs = (left + VL - 1) / VL;
+        tile_n(vecs, 1, b, r0, nr, cin, in + j, hw, bias, out + j, act, V_MASK(left - (vecs - 1) * VL));
+    }
+    if (act != ARCH_ACT_NONE && act != ARCH_ACT_RELU && act != ARCH_ACT_RELU6) {
+        int r;
+        for (r = 0; r < nr; r++) arch_activate(out + r * hw + j0, j1 - j0, act);
+    }
+}
+
+#ifndef ARCH_GEMM_CHUNK_BYTES
+#define ARCH_GEMM_CHUNK_BYTES 65536 /* a column chunk of `in` (cin x chunk floats): in L2, reused by every row */
+#endif
+
+void arch_conv1x1(const float *restrict in, int cin, int hw,
+                  const float *restrict weight, int panel, const float *restrict bias, int cout,
+                  float *restrict out, int act)
+{
+    const int nv = choose_nv(hw), step = nv * VL;
+    int chunk = ARCH_GEMM_CHUNK_BYTES / 4 / (cin > 0 ? cin : 1) / step * step, j0;
+    if (chunk < step) chunk = step;
+    for (j0 = 0; j0 < hw; j0 += chunk) {
+        const int j1 = j0 + chunk < hw ? j0 + chunk : hw;
+        int r0 = 0;
+        while (r0 < cout) {
+            struct block b;
+            const int n = block_at(weight, panel, cin, cout, r0, &b);
+            int r;
+            for (r = 0; r < n; r += MR)
+                row_tile(b, r, n - r < MR ? n - r : MR, cin, in, hw, j0, j1, nv, bias + r0 + r,
+                         out + (r0 + r) * hw, act);
+            r0 += n;
+        }
+    }
+}
+
+#else /* portable C99 */
 
 #define MR ARCH_GEMM_MR
 #define NR ARCH_GEMM_NR
@@ -17,18 +184,22 @@
 /* Clamp-type activations run on the registers; the others run on the stored tile. */
 static int clamps(int act) { return act == ARCH_ACT_RELU || act == ARCH_ACT_RELU6; }
 
-/* One MR x NR tile: rows w[0..MR) (stride cin) times columns x[.][0..NR) (stride hw). */
-static void tile(const float *restrict w, int cin, const float *restrict x, int hw,
+/* One MR x NR tile: rows [r0, r0 + MR) of block b times columns x[.][0..NR) (stride hw). */
+static void tile(struct block b, int r0, int cin, const float *restrict x, int hw,
                  const float *restrict bias, float *restrict out, int act)
 {
     float acc[MR][NR];
+    int off[MR];
     int r, j, k;
-    for (r = 0; r < MR; r++)
+    for (r = 0; r < MR; r++) {
+        off[r] = row_offset(b, r0 + r);
         for (j = 0; j < NR; j++) acc[r][j] = bias[r];
+    }
     for (k = 0; k < cin; k++) {
         const float *restrict xk = x + k * hw;
+        const float *restrict wk = b.base + k * b.p;
         for (r = 0; r < MR; r++) {
-            const float a = w[r * cin + k];
+            const float a = wk[off[r]];
             for (j = 0; j < NR; j++) acc[r][j] += a * xk[j];
         }
     }
@@ -45,16 +216,17 @@ static void tile(const float *restrict w, int cin, const float *restrict x, int 
         for (r = 0; r < MR; r++) arch_activate(out + r * hw, NR, act);
 }
 
-/* Any rows x columns block, for the edges: accumulates in the output row itself. */
-static void edge(const float *restrict w, int rows, int cin, const float *restrict x, int hw, int cols,
+/* Rows [r0, r0 + rows) of block b x any columns, for the edges: accumulates in the output row itself. */
+static void edge(struct block b, int r0, int rows, int cin, const float *restrict x, int hw, int cols,
                  const float *restrict bias, float *restrict out, int act)
 {
     int r, j, k;
     for (r = 0; r < rows; r++) {
+        const float *restrict wr = b.base + row_offset(b, r0 + r);
         float *restrict o = out + r * hw;
         for (j = 0; j < cols; j++) o[j] = bias[r];
         for (k = 0; k < cin; k++) {
-            const float a = w[r * cin + k];
+            const float a = wr[k * b.p];
             const float *restrict xk = x + k * hw;
             for (j = 0; j < cols; j++) o[j] += a * xk[j];
         }
@@ -62,27 +234,41 @@ static void edge(const float *restrict w, int rows, int cin, const float *restri
     }
 }
 
+/* Rows [0, n) of one block over the columns [j0, j1). */
+static void block_columns(struct block b, int n, int cin, const float *restrict in, int hw, int j0, int j1,
+                          const float *restrict bias, float *restrict out, int act)
+{
+    int r, j;
+    for (r = 0; r + MR <= n; r += MR) {
+        float *orow = out + r * hw;
+        for (j = j0; j + NR <= j1; j += NR) tile(b, r, cin, in + j, hw, bias + r, orow + j, act);
+        if (j < j1) {
+            if (hw >= NR) /* the last tile overlaps the one before: recomputing columns is harmless */
+                tile(b, r, cin, in + (j1 - NR), hw, bias + r, orow + (j1 - NR), act);
+            else
+                edge(b, r, MR, cin, in + j, hw, j1 - j, bias + r, orow + j, act);
+        }
+    }
+    if (r < n) edge(b, r, n - r, cin, in + j0, hw, j1 - j0, bias + r, out + r * hw + j0, act);
+}
+
 void arch_conv1x1(const float *restrict in, int cin, int hw,
-                  const float *restrict weight, const float *restrict bias, int cout,
+                  const float *restrict weight, int panel, const float *restrict bias, int cout,
                   float *restrict out, int act)
 {
     int chunk = (ARCH_GEMM_CHUNK_BYTES / 4 / (cin > 0 ? cin : 1)) / NR * NR;
-    int j0, co, j;
+    int j0;
     if (chunk < NR) chunk = NR;
     for (j0 = 0; j0 < hw; j0 += chunk) {
         const int j1 = j0 + chunk < hw ? j0 + chunk : hw;
-        for (co = 0; co + MR <= cout; co += MR) {
-            const float *wr = weight + co * cin;
-            float *orow = out + co * hw;
-            for (j = j0; j + NR <= j1; j += NR) tile(wr, cin, in + j, hw, bias + co, orow + j, act);
-            if (j < j1) {
-                if (hw >= NR) /* the last tile overlaps the one before: recomputing columns is harmless */
-                    tile(wr, cin, in + (j1 - NR), hw, bias + co, orow + (j1 - NR), act);
-                else
-                    edge(wr, MR, cin, in + j, hw, j1 - j, bias + co, orow + j, act);
-            }
+        int r0 = 0;
+        while (r0 < cout) {
+            struct block b;
+            const int n = block_at(weight, panel, cin, cout, r0, &b);
+            block_columns(b, n, cin, in, hw, j0, j1, bias + r0, out + r0 * hw, act);
+            r0 += n;
         }
-        if (co < cout)
-            edge(weight + co * cin, cout - co, cin, in + j0, hw, j1 - j0, bias + co, out + co * hw + j0, act);
     }
 }
+
+#endif
