@@ -151,26 +151,16 @@ static void row_tile(struct block b, int r0, int nr, int cin, const float *restr
 #define ARCH_GEMM_CHUNK_BYTES 65536 /* a column chunk of `in` (cin x chunk floats): in L2, reused by every row */
 #endif
 
-void arch_conv1x1(const float *restrict in, int cin, int hw,
-                  const float *restrict weight, int panel, const float *restrict bias, int cout,
-                  float *restrict out, int act)
+/* The columns a tile covers: nv vectors, nv chosen per layer (choose_nv). */
+static int column_step(int hw) { return choose_nv(hw) * VL; }
+
+/* Rows [0, n) of one block over the columns [j0, j1), in tiles of MR rows x `step` columns. */
+static void block_columns(struct block b, int n, int cin, const float *restrict in, int hw, int j0, int j1,
+                          int step, const float *restrict bias, float *restrict out, int act)
 {
-    const int nv = choose_nv(hw), step = nv * VL;
-    int chunk = ARCH_GEMM_CHUNK_BYTES / 4 / (cin > 0 ? cin : 1) / step * step, j0;
-    if (chunk < step) chunk = step;
-    for (j0 = 0; j0 < hw; j0 += chunk) {
-        const int j1 = j0 + chunk < hw ? j0 + chunk : hw;
-        int r0 = 0;
-        while (r0 < cout) {
-            struct block b;
-            const int n = block_at(weight, panel, cin, cout, r0, &b);
-            int r;
-            for (r = 0; r < n; r += MR)
-                row_tile(b, r, n - r < MR ? n - r : MR, cin, in, hw, j0, j1, nv, bias + r0 + r,
-                         out + (r0 + r) * hw, act);
-            r0 += n;
-        }
-    }
+    int r;
+    for (r = 0; r < n; r += MR)
+        row_tile(b, r, n - r < MR ? n - r : MR, cin, in, hw, j0, j1, step / VL, bias + r, out + r * hw, act);
 }
 
 #else /* portable C99 */
@@ -234,11 +224,19 @@ static void edge(struct block b, int r0, int rows, int cin, const float *restric
     }
 }
 
+/* The columns a tile covers. */
+static int column_step(int hw)
+{
+    (void)hw;
+    return NR;
+}
+
 /* Rows [0, n) of one block over the columns [j0, j1). */
 static void block_columns(struct block b, int n, int cin, const float *restrict in, int hw, int j0, int j1,
-                          const float *restrict bias, float *restrict out, int act)
+                          int step, const float *restrict bias, float *restrict out, int act)
 {
     int r, j;
+    (void)step; /* NR */
     for (r = 0; r + MR <= n; r += MR) {
         float *orow = out + r * hw;
         for (j = j0; j + NR <= j1; j += NR) tile(b, r, cin, in + j, hw, bias + r, orow + j, act);
@@ -252,23 +250,25 @@ static void block_columns(struct block b, int n, int cin, const float *restrict 
     if (r < n) edge(b, r, n - r, cin, in + j0, hw, j1 - j0, bias + r, out + r * hw + j0, act);
 }
 
+#endif
+
+/* Column chunks of about ARCH_GEMM_CHUNK_BYTES of input, so a chunk stays in cache while every block of
+ * rows passes over it; within a chunk, each block of rows (a run of equal-width panels) in tiles. */
 void arch_conv1x1(const float *restrict in, int cin, int hw,
                   const float *restrict weight, int panel, const float *restrict bias, int cout,
                   float *restrict out, int act)
 {
-    int chunk = (ARCH_GEMM_CHUNK_BYTES / 4 / (cin > 0 ? cin : 1)) / NR * NR;
-    int j0;
-    if (chunk < NR) chunk = NR;
+    const int step = column_step(hw);
+    int chunk = ARCH_GEMM_CHUNK_BYTES / 4 / (cin > 0 ? cin : 1) / step * step, j0;
+    if (chunk < step) chunk = step;
     for (j0 = 0; j0 < hw; j0 += chunk) {
         const int j1 = j0 + chunk < hw ? j0 + chunk : hw;
         int r0 = 0;
         while (r0 < cout) {
             struct block b;
             const int n = block_at(weight, panel, cin, cout, r0, &b);
-            block_columns(b, n, cin, in, hw, j0, j1, bias + r0, out + r0 * hw, act);
+            block_columns(b, n, cin, in, hw, j0, j1, step, bias + r0, out + r0 * hw, act);
             r0 += n;
         }
     }
 }
-
-#endif
