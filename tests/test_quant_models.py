@@ -331,6 +331,10 @@ def test_verify_int8_mode(models_dir, tmp_path):
     r = CliRunner().invoke(app, args + ["--weights", str(tmp_path / "w.npz")])
     assert r.exit_code == 0, r.output
     assert "bit-exact" in r.output and "15/15" in r.output
+    # LiteRT rounds the FC differently on some of these 22 images: its row is compared in its
+    # rounding, the targets in TFLite Micro's
+    r = CliRunner().invoke(app, args + ["--weights", str(tmp_path / "w.npz"), "--oracle", "litert", "--batch", "22"])
+    assert r.exit_code == 0, r.output
 
     # a bias shifted in the first conv of stack 2: its tensor is the first to diverge from the oracle
     key = "residual2.conv1.conv.bias"

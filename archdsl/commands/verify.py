@@ -200,9 +200,10 @@ def register(app: typer.Typer) -> None:
         targets whose extra is not installed are skipped with the reason.
 
         With --weights INT8.npz the comparison is in int8 and exact: every value of every step
-        output must equal the NumPy int8 reference's (with --oracle's FC rounding); the first
-        diverging tensor is named with its difference in LSB. --model runs the .tflite in the oracle
-        (pinned versions: docs/int8.md) and compares it the same way.
+        output must equal the NumPy int8 reference's (TensorFlow Lite Micro's arithmetic, which the
+        targets implement); the first diverging tensor is named with its difference in LSB.
+        --model runs the .tflite in the --oracle (pinned versions: docs/int8.md) and compares it
+        with the reference in that oracle's FC rounding.
         """
         if weights is not None or model is not None:
             return _verify_int8_cmd(spec, set_, targets, seed, batch, weights, model, oracle)
@@ -253,8 +254,9 @@ def _verify_int8_cmd(spec, set_, targets, seed, batch, weights, model, oracle) -
     results = verify_int8(graph, load_int8(weights, graph), [t for t in names], seed, batch, model, oracle)
     console = Console(width=max(100, Console().width), highlight=False)
     table = Table(title=f"{graph.name} int8: input {batch}x{graph.input_shape.c}x{graph.input_shape.h}x"
-                        f"{graph.input_shape.w} int8 (NCHW), seed {seed}, reference: NumPy int8 "
-                        f"(FC as {ORACLES[oracle].title})", title_justify="left")
+                        f"{graph.input_shape.w} int8 (NCHW), seed {seed}, reference: NumPy int8 (FC rounded as "
+                        f"TensorFlow Lite Micro; for the oracle row, as {ORACLES[oracle].title})",
+                  title_justify="left")
     for col in ("target", "equal values", "max diff (LSB)", "tensors checked", "status"):
         table.add_column(col, justify="left" if col in ("target", "status") else "right")
     for r in results:
