@@ -423,3 +423,40 @@ def test_an_int8_weight_without_quantization_is_refused(tmp_path):
                                  "-o", str(tmp_path / "w.npz")])
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert "'conv/weight' is INT8 without quantization parameters" in r.output
+
+
+# ---------------------------------------------------------------- small int8 models written here
+
+Q_SPEC = "network q()\ninput 10x10x4\nconv / s1 3x3x4x6 bias=yes pad=same_tf\nrelu6\n"
+
+
+@pytest.mark.parametrize("float_io", [False, True], ids=["int8-io", "float-io"])
+@pytest.mark.parametrize("oracle", ["tflm", "litert"])
+def test_a_relu6_conv_is_bit_exact_with_int8_or_float_io(tmp_path, float_io, oracle):
+    """A full-int8 conv with fused ReLU6 (a clamp the MLPerf models do not have), as the converter
+    writes it with int8 I/O or with its default float I/O (QUANTIZE ... DEQUANTIZE)."""
+    pytest.importorskip("tflite")
+    pytest.importorskip({"tflm": "tflite_micro", "litert": "ai_edge_litert"}[oracle])
+    from archdsl.importers import import_int8_weights
+
+    from conftest import parse_text
+    from tflite_builder import int8_conv_model
+
+    rng = np.random.default_rng(0)
+    model = tmp_path / "q.tflite"
+    model.write_bytes(int8_conv_model(rng.integers(-127, 128, (6, 3, 3, 4)).astype(np.int8),
+                                      rng.uniform(0.002, 0.01, 6).astype(np.float32),
+                                      rng.integers(-5000, 5000, 6).astype(np.int32),
+                                      (0.02, -3), (0.05, -100), (10, 10, 4), float_io=float_io))
+    graph = parse_text(Q_SPEC)
+    _, weights, tensor_map = import_int8_weights(graph, model)
+    net = QuantizedNetwork.build(graph, weights)
+    assert (net.input.scale, net.input.zero_point) == (float(np.float32(0.02)), -3)
+    assert (net.steps[0].attrs["act_min"], net.steps[0].attrs["act_max"]) == (-100, 20)  # ReLU6: zp + 6/0.05
+    q = np.random.default_rng(1).integers(-128, 128, (20, 4, 10, 10)).astype(np.int8)
+    _, ours = run_int8(net, q, O.ORACLES[oracle].fc_requant, keep=True)
+    wanted = [t for k, t in tensor_map.items() if k != graph.input_name]
+    diffs = O.compare(tensor_map, ours, O.oracle_tensors(oracle, model, O.to_nhwc(q), wanted),
+                      [s.output for s in net.steps])
+    assert len(diffs) == 1 and diffs[0].exact and diffs[0].total == 20 * 6 * 10 * 10
+    assert np.any(ours[net.steps[0].output] == 20)  # the upper clamp is reached

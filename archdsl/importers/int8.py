@@ -47,9 +47,10 @@ def import_int8(graph: Graph, model, result: ImportResult) -> tuple[dict[str, np
         out[tensor_key(tensor, "scale")] = np.array(params[0], np.float32)
         out[tensor_key(tensor, "zero_point")] = np.array(params[1], np.int32)
 
-    put_act(graph.input_name, act_params(model.input, None, "the network input"))
-    params = {graph.input_name: act_params(model.input, None, "the network input")}
-    tensor_map = {graph.input_name: model.input}
+    model_input = model.int8_input or model.input  # float I/O: the QUANTIZE's int8 output
+    put_act(graph.input_name, act_params(model_input, None, "the network input"))
+    params = {graph.input_name: act_params(model_input, None, "the network input")}
+    tensor_map = {graph.input_name: model_input}
     for step, rule in refuse_unsupported(graph):
         paired = [n for n in step.nodes if n.name in result.pairs]
         main = step.main

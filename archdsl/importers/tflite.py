@@ -8,8 +8,10 @@ widened to float32.
 Quantized models: a full-int8 model (int8 input, activations, per-channel weights, int32 biases)
 reads as a QuantModelGraph: the float view the structural matcher aligns (each weight dequantized,
 real = scale · (q − zero point)) plus every tensor's quantization (`quant`) and the raw integer
-weights (QuantTensor). A dynamic-range model (int8 weights, float activations) reads as a float
-model with its weights dequantized (`dequantized_weights` counts them). uint8 models are refused.
+weights (QuantTensor). A model with float input and output around an int8 network (QUANTIZE of the input, DEQUANTIZE
+of the output) reads the same way, `int8_input` naming the int8 tensor. A dynamic-range model
+(int8 weights, float activations) reads as a float model with its weights dequantized
+(`dequantized_weights` counts them). uint8 models are refused.
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ class QuantModelGraph(ModelGraph):
     quant: dict[str, TensorQuant] = field(default_factory=dict)   # "t<index>" -> quantization
     tensor_names: dict[str, str] = field(default_factory=dict)    # "t<index>" -> the model's name
     types: dict[str, str] = field(default_factory=dict)           # "t<index>" -> INT8, FLOAT32, ...
+    int8_input: str | None = None  # float input: the int8 tensor its QUANTIZE writes (the int8 network's input)
 
 
 def _fb():
@@ -199,6 +202,8 @@ class _Reader:
             raise ArchError(f"{QUANTIZED} (the model's input is {self.ttype(tin)}, not FLOAT32 or INT8)", None,
                             QUANTIZED_HINT)
         int8 = self.ttype(tin) == "INT8"
+        self.graph_input = tin
+        self.boundary_input = None  # the int8 tensor a QUANTIZE of a float input writes
         for i in range(sg.OperatorsLength()):
             op = sg.Operators(i)
             code_rec = self.model.OperatorCodes(op.OpcodeIndex())
@@ -213,7 +218,7 @@ class _Reader:
             handler(self, op, f"{label} #{i}", ins, outs)
         shape = self.tshape(tin)
         hwc = tuple(shape[1:]) if len(shape) == 4 else None
-        if not int8:
+        if not int8 and self.boundary_input is None:
             graph = ModelGraph(FORMAT, self.ops, f"t{tin}", f"t{tout}", hwc, flatten="hwc")
             graph.dequantized_weights = self.dequantized_weights
             return graph
@@ -221,7 +226,8 @@ class _Reader:
         return QuantModelGraph(FORMAT, self.ops, f"t{tin}", f"t{tout}", hwc, flatten="hwc",
                                quant={f"t{t}": q for t in tensors if (q := self.quant(t)) is not None},
                                tensor_names={f"t{t}": self.tname(t) for t in tensors},
-                               types={f"t{t}": self.ttype(t) for t in tensors})
+                               types={f"t{t}": self.ttype(t) for t in tensors},
+                               int8_input=f"t{self.boundary_input}" if self.boundary_input is not None else None)
 
     def name_of(self, ins: list[int], outs: list[int]) -> str:
         if len(ins) > 1 and ins[1] >= 0:
@@ -315,7 +321,10 @@ def _pad(r: _Reader, op, label, ins, outs):
 
 def _dequantize(r: _Reader, op, label, ins, outs):
     src = r.const(ins[0])
-    if src is not None and src.dtype == np.float16:
+    if src is None and r.ttype(ins[0]) == "INT8" and r.ttype(outs[0]) == "FLOAT32":
+        # an int8 network's float output: the boundary, a view for the matcher
+        r.emit(label, r.tname(outs[0]), "pass", [ins[0]], outs[0])
+    elif src is not None and src.dtype == np.float16:
         r.consts[outs[0]] = src.astype(np.float32)  # float16 weights: widened, then used as constants
     elif src is not None and src.dtype == np.int8:
         r.consts[outs[0]] = r.dequantized(ins[0], src)  # int8 weights of a weight-only quantized model
@@ -326,8 +335,14 @@ def _dequantize(r: _Reader, op, label, ins, outs):
 
 
 def _quantized(r: _Reader, op, label, ins, outs):
-    raise ArchError(f"{QUANTIZED} ({label} of the activation '{r.tname(ins[0])}': a model with float input "
-                    "and int8 inside)", None, "convert with int8 input and output (inference_input_type=tf.int8)")
+    """QUANTIZE: of the float graph input into int8, the boundary of an int8 network with float I/O."""
+    if ins[0] == r.graph_input and r.ttype(ins[0]) == "FLOAT32" and r.ttype(outs[0]) == "INT8":
+        r.boundary_input = outs[0]
+        r.emit(label, r.tname(outs[0]), "pass", [ins[0]], outs[0])
+        return
+    raise ArchError(f"{QUANTIZED} ({label} of '{r.tname(ins[0])}' from {r.ttype(ins[0])} to {r.ttype(outs[0])}: "
+                    "a requantization inside the network)", None,
+                    "archdsl reads int8 networks whose only QUANTIZE is of the float input")
 
 
 HANDLERS = {

@@ -57,10 +57,10 @@ def _litert(path: Path, xs: np.ndarray, wanted) -> list[dict[str, np.ndarray]]:
     it = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
                      experimental_preserve_all_tensors=True, num_threads=1)
     it.allocate_tensors()
-    index = it.get_input_details()[0]["index"]
+    detail = it.get_input_details()[0]
     out = []
-    for x in xs:
-        it.set_tensor(index, x[None])
+    for x in _model_inputs(xs, detail["dtype"], path):
+        it.set_tensor(detail["index"], x[None])
         it.invoke()
         out.append({t: np.array(it.get_tensor(int(t[1:]))) for t in wanted})
     return out
@@ -69,13 +69,35 @@ def _litert(path: Path, xs: np.ndarray, wanted) -> list[dict[str, np.ndarray]]:
 def _tflm(path: Path, xs: np.ndarray, wanted) -> list[dict[str, np.ndarray]]:
     from tflite_micro.python.tflite_micro import runtime
 
-    it = runtime.Interpreter.from_file(str(path), intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    # the arena: ample (its default, sized from the file, is too small for a tiny model)
+    arena = max(4 << 20, 16 * path.stat().st_size)
+    it = runtime.Interpreter.from_file(str(path), arena_size=arena,
+                                       intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    detail = it.get_input_details(0)
     out = []
-    for x in xs:
+    for x in _model_inputs(xs, detail["dtype"], path):
         it.set_input(x[None], 0)
         it.invoke()
         out.append({t: np.array(it.GetTensor(int(t[1:]), 0)["tensor_data"]) for t in wanted})
     return out
+
+
+def _model_inputs(xs: np.ndarray, dtype, path: Path):
+    """The int8 images as the model takes them: as they are, or (a model with float input)
+    dequantized with its QUANTIZE's parameters, which quantize them back exactly."""
+    if np.dtype(dtype) == np.int8:
+        return xs
+    scale, zero_point = _float_input_quant(path)
+    return (np.float32(scale) * (xs.astype(np.float32) - zero_point)).astype(np.float32)
+
+
+def _float_input_quant(path: Path):
+    """(scale, zero point) of the QUANTIZE after a float input, read from the flatbuffer."""
+    from ..importers.tflite import read
+
+    model = read(path)
+    q = model.quant.get(model.int8_input) if getattr(model, "int8_input", None) else None
+    return (q.scales[0], q.zero_points[0]) if q is not None else (1.0, 0)
 
 
 _RUNNERS = {"litert": _litert, "tflm": _tflm}
