@@ -94,6 +94,7 @@ class Graph:
     width_rule: str = "floor"
     source_name: str = "<spec>"
     _by_name: dict[str, Node] = field(default_factory=dict, repr=False)
+    _analysis: Any = field(default=None, repr=False, compare=False)  # archdsl.analysis.analyze's cache
 
     def node(self, name: str) -> Node:
         if not self._by_name:

@@ -8,6 +8,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 MODELS = ROOT.parent / "shared" / "models"  # MLPerf Tiny models, present in CI; never copied here
+ALL_OPS_SPEC = ROOT / "tests" / "specs" / "all_ops.arch"  # every op of the registry; every backend suite runs it
+ALL_OPS = ALL_OPS_SPEC.read_text(encoding="utf-8")
 
 
 def all_specs() -> list[Path]:

@@ -20,7 +20,8 @@ from conftest import C_BUILDS, c_build_skip
 
 pytestmark = pytest.mark.skipif(c_target.unavailable() is not None, reason="no C compiler")
 
-ACT = {"none": 0, "relu": 1, "relu6": 2, "sigmoid": 3, "hsigmoid": 4, "hswish": 5}
+# enum arch_act: ARCH_ACT_NONE = 0, then the registry's activations in order (c_target.ACTIVATIONS)
+ACT = {"none": 0, **{name: i + 1 for i, name in enumerate(c_target.ACTIVATIONS)}}
 
 
 def ref_act(x, act):
@@ -45,7 +46,9 @@ def lib(request, tmp_path_factory):
     why = c_build_skip(request.param)
     if why:
         pytest.skip(why)
-    rt = c_target.templates() / "runtime"
+    rt = tmp_path_factory.mktemp("rt_src")  # the runtime as the C target writes it (enum from the registry)
+    for name, text in c_target.runtime_files().items():
+        (rt / name).write_text(text)
     out = tmp_path_factory.mktemp("rt") / "librt.so"
     cc = c_target.host_cc()
     cmd = [cc, "-O2", *C_BUILDS[request.param], "-fPIC", "-shared", *c_target.WARN_FLAGS, f"-I{rt}",

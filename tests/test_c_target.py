@@ -27,66 +27,13 @@ from archdsl.commands.verify import compare
 from archdsl.errors import ArchError
 from archdsl.weights import fold_bn, init_weights
 
-from conftest import C_BUILDS, all_specs, c_build_skip, load_graph, parse_text
+from conftest import ALL_OPS, C_BUILDS, all_specs, c_build_skip, load_graph, parse_text
 
 needs_cc = pytest.mark.skipif(c_target.unavailable() is not None, reason="no C compiler")
 
-# A network that uses every op of the registry (test_all_ops_spec_covers_the_registry keeps it so):
-# residual (with a BN that cannot fold, after the add), projection shortcut, squeeze-and-excitation
-# with a broadcast gate and with a full-map gate, concat of conv/pool branches, grouped conv,
-# depthwise with a multiplier and written as groups=C, TF-SAME padding, pools with padding,
-# stand-alone activations, flatten of a 2x2 map into fc.
-ALL_OPS = """
-network allops(alpha = 1.0)
-input 19x17x3
-after conv: bn relu
-conv / s2       3x3x3x16      pad=same_tf
-conv dw / s1    3x3x16 dw     multiplier=2 after=bn+relu6
-conv / s1       1x1x32x16     groups=2 bias=yes after=bn+hswish
-conv / s1       3x3x16x16     groups=16
-residual after=bn+relu {
-  conv / s1     3x3x16x16
-  conv / s1     3x3x16x16     after=bn
-}
-residual {
-  conv / s2     3x3x16x24
-  shortcut {
-    conv / s2   1x1x16x24     after=bn
-  }
-}
-scale {
-  global avg pool
-  conv 1x1x24x8    after=relu
-  conv 1x1x8x24    after=hsigmoid
-}
-scale {
-  conv 1x1x24x24   after=sigmoid
-}
-concat {
-  branch {
-    conv 1x1x24x8
-  }
-  branch {
-    max pool / s1   3x3   pad=same
-  }
-  branch {
-    avg pool / s1   3x3   pad=same
-    conv 1x1x24x8   after=hswish
-  }
-}
-relu6
-scale {
-  global max pool
-  conv 1x1x{in.c}x{in.c}   after=sigmoid
-}
-max pool / s2   3x3   pad=1
-avg pool / s1   2x2
-hswish
-flatten
-dropout p=0.2
-fc              {in.c}x10
-softmax
-"""
+# ALL_OPS: tests/specs/all_ops.arch, the spec every backend suite runs (conftest.ALL_OPS).
+
+
 
 
 def reduced(spec) -> dict:
@@ -126,30 +73,6 @@ def check_layers(graph, layers, ref_layers, what):
             f"{diff.max():.3g}, tolerance {atol:.3g} + 1e-3*|ref|, at {np.unravel_index(np.argmax(excess), ref.shape)}")
         checked += 1
     assert checked == len(steps)
-
-
-# ---------------------------------------------------------------- the lowering table
-
-def test_every_op_has_a_c_lowering():
-    missing = [f"(op '{op}', backend 'c')" for op in ops.op_names() if op not in c_target.LOWERINGS]
-    assert not missing, "ops without a C lowering: " + ", ".join(missing)
-    stale = sorted(set(c_target.LOWERINGS) - set(ops.op_names()))
-    assert not stale, f"C lowerings for ops that do not exist: {stale}"
-
-
-def test_every_activation_has_an_epilogue():
-    acts = [op for op in ops.op_names() if ops.lookup(op).is_activation]
-    missing = [f"(op '{op}', backend 'c')" for op in acts if op not in c_target.ACTIVATIONS]
-    assert not missing, "activations the C kernels cannot run: " + ", ".join(missing)
-    header = (c_target.templates() / "runtime" / c_target.RUNTIME_HEADER).read_text()
-    for enum in c_target.ACTIVATIONS.values():
-        assert re.search(rf"\b{enum}\b", header), f"{enum} is not in archdsl_rt.h"
-
-
-def test_all_ops_spec_covers_the_registry():
-    g = parse_text(ALL_OPS)
-    unused = sorted(set(ops.op_names()) - {n.op.name for n in g.nodes})
-    assert not unused, f"extend ALL_OPS so the C target is tested on: {unused}"
 
 
 # ---------------------------------------------------------------- against the reference

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import all_specs, parse_text, small_graph
+from conftest import ALL_OPS as SHARED_ALL_OPS, all_specs, parse_text, small_graph
 
 from archdsl import ops
 from archdsl.backends import onnx_target as T
@@ -78,7 +78,7 @@ flatten
 avg pool         1x1            global
 """
 
-INLINE = {"allops": ALL_OPS, "maps": MAPS}
+INLINE = {"allops": ALL_OPS, "maps": MAPS, "shared": SHARED_ALL_OPS}
 BATCH = 3
 
 
@@ -118,15 +118,7 @@ def batch(graph, n: int, seed: int = 0) -> np.ndarray:
 
 # ---------------------------------------------------------------- the table of lowerings
 
-
-@pytest.mark.parametrize("op", ops.op_names())
-def test_every_op_has_an_onnx_lowering(op):
-    assert op in T.LOWERINGS, f"op '{op}' has no lowering in backend 'onnx'"
-
-
-def test_no_lowering_for_an_unknown_op():
-    stale = sorted(set(T.LOWERINGS) - set(ops.op_names()))
-    assert not stale, f"backend 'onnx' lowers ops that do not exist: {stale}"
+# The (op, backend) tables are checked by tests/test_op_contract.py.
 
 
 def test_the_inline_specs_use_every_op():

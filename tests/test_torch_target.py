@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, all_specs, parse_text, small_graph
+from conftest import ALL_OPS as SHARED_ALL_OPS, ROOT, all_specs, parse_text, small_graph
 
 from archdsl import ops
 from archdsl.backends import torch_target as T
@@ -130,7 +130,7 @@ conv dw 1x1x{classes} dw multiplier=2
 softmax
 """
 
-INLINE = {"zoo": ZOO, "zoo2": ZOO2}
+INLINE = {"zoo": ZOO, "zoo2": ZOO2, "shared": SHARED_ALL_OPS}
 CASES = sorted(INLINE) + [p.name for p in all_specs()]
 _GRAPHS: dict = {}
 
@@ -171,10 +171,7 @@ def compiled(tmp_path_factory):
 
 # ---------------------------------------------------------------- every op has a lowering
 
-
-@pytest.mark.parametrize("op", ops.op_names())
-def test_every_op_has_a_torch_lowering(op):
-    assert op in T.LOWERINGS, f"op '{op}' has no lowering in the torch target (backend 'torch')"
+# The (op, backend) tables are checked by tests/test_op_contract.py.
 
 
 def test_inline_specs_use_every_op():
@@ -184,7 +181,7 @@ def test_inline_specs_use_every_op():
 
 
 def test_missing_lowering_is_a_diagnostic(monkeypatch):
-    monkeypatch.delitem(T.LOWERINGS, "hswish")
+    monkeypatch.delitem(T.LOWERINGS, ops.HardSwish)
     with pytest.raises(ArchError, match="torch target has no lowering for 'hswish'"):
         T.module_source(graph_for("zoo"), "zoo")
 
@@ -222,13 +219,13 @@ def test_a_wrong_lowering_is_caught(tmp_path, monkeypatch):
     """The comparison can fail, and names the layer: an avg pool that counts its padding."""
     graph = graph_for("zoo")
     weights = init_weights(graph, seed=1)
-    real = T.LOWERINGS["avg pool"]
+    real = T.LOWERINGS[ops.AvgPool]
 
     def counting_padding(n, ranks):
         low = real(n, ranks)
         return dataclasses.replace(low, module=low.module.replace(", count_include_pad=False", ""))
 
-    monkeypatch.setitem(T.LOWERINGS, "avg pool", counting_padding)
+    monkeypatch.setitem(T.LOWERINGS, ops.AvgPool, counting_padding)
     T.compile(graph, weights, tmp_path, "zoo")
     with pytest.raises(AssertionError, match=r"layer concat1\.branch2\.pool1 \(avg pool\)"):
         check_layers(graph, weights, tmp_path, "zoo (broken)")

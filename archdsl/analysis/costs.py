@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir import Graph
-from .memory import plan_memory
-from .schedule import schedule
+from .memory import MemoryPlan
+from .schedule import Step
 
 CONVENTION = ("mult-adds: conv and fc multiply-accumulates (BN, activations, pooling and bias adds "
               "excluded); params: conv and fc weights (the paper's convention)")
@@ -56,19 +56,25 @@ def layer_costs(graph: Graph, elem_bytes: int = 4) -> list[LayerCost]:
 
 
 def totals(graph: Graph) -> dict[str, int]:
+    """The network's totals (from its analysis, computed once)."""
+    from . import analyze
+
+    return dict(analyze(graph).totals)
+
+
+def compute_totals(graph: Graph, steps: list[Step], plan: MemoryPlan) -> dict[str, int]:
     roles: dict[str, int] = {}
     for _, p in graph.parameters():
         roles[p.role] = roles.get(p.role, 0) + p.numel
     weights, bias = roles.get("weight", 0), roles.get("bias", 0)
     affine, stats = roles.get("bn_affine", 0), roles.get("bn_stats", 0)
     folded = weights
-    for st in schedule(graph):
+    for st in steps:
         main = st.main
         if st.bn is not None or "bias" in main.params:
             folded += main.out_shape.c  # one bias vector (BN folded into it)
         elif main.op.name == "bn":
             folded += 2 * main.out_shape.c  # an unfoldable BN keeps a scale and a shift
-    plan = plan_memory(graph)
     return {
         "macs": sum(n.macs for n in graph.nodes),
         "params": weights,

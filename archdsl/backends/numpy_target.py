@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from ..ir import Graph, Node
+from .. import ops
 from ..weights import bn_scale_shift
+from .common import check_batch, lowering_for, number, params_text, template_env
 
 NAME = "numpy"
 EXTRA = None
@@ -107,36 +109,30 @@ def _relu6(x):
 
 
 REFERENCE = {
-    "conv": _ref_conv,
-    "conv dw": _ref_conv,
-    "fc": _ref_fc,
-    "bn": _ref_bn,
-    "max pool": _ref_max_pool,
-    "global max pool": _ref_max_pool,
-    "avg pool": _ref_avg_pool,
-    "global avg pool": _ref_avg_pool,
-    "relu": lambda node, weights, xs: np.maximum(xs[0], 0.0),
-    "relu6": lambda node, weights, xs: _relu6(xs[0]),
-    "sigmoid": lambda node, weights, xs: 0.5 * (1.0 + np.tanh(0.5 * xs[0])),  # = 1/(1+e^-x), no overflow
-    "hsigmoid": lambda node, weights, xs: _relu6(xs[0] + 3.0) / 6.0,
-    "hswish": lambda node, weights, xs: xs[0] * _relu6(xs[0] + 3.0) / 6.0,
-    "softmax": _ref_softmax,
-    "add": lambda node, weights, xs: xs[0] + xs[1],
-    "mul": lambda node, weights, xs: xs[0] * xs[1],
-    "concat": lambda node, weights, xs: np.concatenate(xs, axis=1),
-    "flatten": lambda node, weights, xs: xs[0].reshape(xs[0].shape[0], -1, 1, 1),
-    "dropout": lambda node, weights, xs: xs[0],  # identity at inference
+    ops.Conv: _ref_conv,
+    ops.ConvDW: _ref_conv,
+    ops.FC: _ref_fc,
+    ops.BatchNorm: _ref_bn,
+    ops.MaxPool: _ref_max_pool,
+    ops.GlobalMaxPool: _ref_max_pool,
+    ops.AvgPool: _ref_avg_pool,
+    ops.GlobalAvgPool: _ref_avg_pool,
+    ops.ReLU: lambda node, weights, xs: np.maximum(xs[0], 0.0),
+    ops.ReLU6: lambda node, weights, xs: _relu6(xs[0]),
+    ops.Sigmoid: lambda node, weights, xs: 0.5 * (1.0 + np.tanh(0.5 * xs[0])),  # = 1/(1+e^-x), no overflow
+    ops.HardSigmoid: lambda node, weights, xs: _relu6(xs[0] + 3.0) / 6.0,
+    ops.HardSwish: lambda node, weights, xs: xs[0] * _relu6(xs[0] + 3.0) / 6.0,
+    ops.Softmax: _ref_softmax,
+    ops.Add: lambda node, weights, xs: xs[0] + xs[1],
+    ops.Mul: lambda node, weights, xs: xs[0] * xs[1],
+    ops.Concat: lambda node, weights, xs: np.concatenate(xs, axis=1),
+    ops.Flatten: lambda node, weights, xs: xs[0].reshape(xs[0].shape[0], -1, 1, 1),
+    ops.Dropout: lambda node, weights, xs: xs[0],  # identity at inference
 }
 
 
 def check_input(graph: Graph, x) -> np.ndarray:
-    x = np.asarray(x)
-    want = graph.input_shape.chw
-    if x.ndim == 3:
-        x = x[None]
-    if x.ndim != 4 or tuple(x.shape[1:]) != want:
-        raise ValueError(f"{graph.name} takes NCHW input (N, {', '.join(map(str, want))}), got {tuple(x.shape)}")
-    return x
+    return check_batch(x, graph.input_shape.chw, graph.name, dtype=np.float64)
 
 
 def reference_forward(graph: Graph, weights: dict, x, keep: bool = False):
@@ -146,7 +142,7 @@ def reference_forward(graph: Graph, weights: dict, x, keep: bool = False):
     maps every node name to its output when keep=True (else it is empty, and each
     tensor is dropped after its last reader).
     """
-    x = check_input(graph, x).astype(np.float64)
+    x = check_input(graph, x)
     last_read: dict[str, int] = {}
     for k, node in enumerate(graph.nodes):
         for t in node.inputs:
@@ -154,7 +150,7 @@ def reference_forward(graph: Graph, weights: dict, x, keep: bool = False):
     env = {graph.input_name: x}
     layers: dict[str, np.ndarray] = {}
     for k, node in enumerate(graph.nodes):
-        y = REFERENCE[node.op.name](node, weights, [env[t] for t in node.inputs])
+        y = lowering_for(REFERENCE, node.op, "numpy reference", node.name)(node, weights, [env[t] for t in node.inputs])
         expected = (x.shape[0], *node.out_shape.chw)
         if y.shape != expected:  # the IR's shape is the contract
             raise AssertionError(f"{node.name} ({node.op.name}): reference gives {y.shape}, the IR says {expected}")
@@ -175,16 +171,11 @@ KERNELS_MODULE = "archdsl.runtime.numpy_kernels"
 
 def _lit(value) -> str:
     """A Python literal for generated code: tuples of ints, floats that round-trip (%.9g)."""
-    if isinstance(value, bool) or value is None:
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        text = "%.9g" % value
-        return text if any(ch in text for ch in ".en") else text + ".0"
     if isinstance(value, (tuple, list)):
         inner = ", ".join(_lit(v) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if value is None or isinstance(value, (bool, int, float)):
+        return number(value)
     raise TypeError(f"no literal for {value!r}")
 
 
@@ -318,25 +309,21 @@ def _lower_dropout(step, e: Emitter) -> str:
 
 
 LOWERINGS = {
-    "conv": _lower_conv,
-    "conv dw": _lower_conv_dw,
-    "fc": _lower_fc,
-    "bn": _lower_bn,
-    "max pool": _lower_pool("max_pool", "global_max_pool"),
-    "avg pool": _lower_pool("avg_pool", "global_avg_pool"),
-    "global max pool": _lower_pool("max_pool", "global_max_pool"),
-    "global avg pool": _lower_pool("avg_pool", "global_avg_pool"),
-    "relu": _lower_unary("relu"),
-    "relu6": _lower_unary("relu6"),
-    "sigmoid": _lower_unary("sigmoid"),
-    "hsigmoid": _lower_unary("hsigmoid"),
-    "hswish": _lower_unary("hswish"),
-    "softmax": _lower_unary("softmax"),
-    "flatten": _lower_unary("flatten"),
-    "dropout": _lower_dropout,
-    "add": _lower_add,
-    "mul": _lower_mul,
-    "concat": _lower_concat,
+    ops.Conv: _lower_conv,
+    ops.ConvDW: _lower_conv_dw,
+    ops.FC: _lower_fc,
+    ops.BatchNorm: _lower_bn,
+    ops.MaxPool: _lower_pool("max_pool", "global_max_pool"),
+    ops.AvgPool: _lower_pool("avg_pool", "global_avg_pool"),
+    ops.GlobalMaxPool: _lower_pool("max_pool", "global_max_pool"),
+    ops.GlobalAvgPool: _lower_pool("avg_pool", "global_avg_pool"),
+    ops.Softmax: _lower_unary("softmax"),
+    ops.Flatten: _lower_unary("flatten"),
+    ops.Dropout: _lower_dropout,
+    ops.Add: _lower_add,
+    ops.Mul: _lower_mul,
+    ops.Concat: _lower_concat,
+    **{type(op): _lower_unary(op.name) for op in ops.activations()},  # kernel name = op name
 }
 
 
@@ -375,33 +362,24 @@ def _count(n: int) -> str:
 
 
 def _spec_params(graph: Graph) -> str:
-    parts = []
-    for key in sorted(graph.params):
-        value = graph.params[key]
-        parts.append(f"{key}={_lit(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value}")
-    return ", ".join(parts)
+    return params_text(dict(sorted(graph.params.items())))
 
 
 def generate(graph: Graph, weights: dict, name: str) -> tuple[str, bytes]:
     """The source of <name>.py and the bytes of <name>.npz, for `graph` with `weights`."""
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
-    from ..analysis.schedule import schedule
-    from ..resources import templates_dir
-    from ..weights import check_weights, fold_bn, npz_bytes
+    from ..analysis import analyze
+    from ..weights import check_weights, npz_bytes
 
     weights = check_weights(weights, graph)
-    steps = schedule(graph)
+    a = analyze(graph)
+    steps = a.steps
     functions = _kernel_functions()
     e = Emitter(graph, weights, set(functions))
-    e.folded = fold_bn(graph, steps, weights)
+    e.folded = a.folded(weights)
     calls = []
     for step in steps:
         main = step.main
-        lower = LOWERINGS.get(main.op.name)
-        if lower is None:
-            raise NotImplementedError(f"the numpy target has no lowering for op '{main.op.name}'")
-        code = lower(step, e)
+        code = lowering_for(LOWERINGS, main.op, "numpy", main.name)(step, e)
         names = _step_title(step)
         ins = ", ".join(str(graph.shape_of(t)) for t in step.inputs)
         macs = sum(n.macs for n in step.nodes)
@@ -414,9 +392,7 @@ def generate(graph: Graph, weights: dict, name: str) -> tuple[str, bytes]:
         })
     layers = [(step.output, e.var(step.output)) for step in steps]
     out = graph.output_shape
-    env = Environment(loader=FileSystemLoader(str(templates_dir() / "numpy")), undefined=StrictUndefined,
-                      keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    source = env.get_template("module.py.j2").render(
+    source = template_env("numpy").get_template("module.py.j2").render(
         name=name,
         network=graph.name,
         spec=Path(graph.source_name).name,

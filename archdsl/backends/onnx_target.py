@@ -24,7 +24,9 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ArchError
+from .. import ops
 from ..ir import Graph, Node
+from .common import check_batch, lowering_for, params_text
 
 NAME = "onnx"
 EXTRA = "onnx"
@@ -172,33 +174,27 @@ def _relu6(e: Emitter, n: Node) -> None:
     e.final(n, "Clip", e.inputs(n) + [lo, hi])
 
 
-LOWERINGS: dict[str, Callable[[Emitter, Node], None]] = {
-    "conv": _conv,
-    "conv dw": _conv,  # groups == Cin is in the attrs
-    "bn": _bn,
-    "relu": _simple("Relu"),
-    "relu6": _relu6,
-    "sigmoid": _simple("Sigmoid"),
-    "hsigmoid": _simple("HardSigmoid", alpha=1.0 / 6.0, beta=0.5),  # relu6(x + 3) / 6
-    "hswish": _simple("HardSwish"),
-    "softmax": _simple("Softmax", axis=1),  # over channels
-    "avg pool": _pool("Average"),
-    "max pool": _pool("Max"),
-    "global avg pool": _pool("Average"),
-    "global max pool": _pool("Max"),
-    "fc": _fc,
-    "flatten": _flatten,
-    "dropout": _simple("Identity"),  # identity at inference
-    "add": _simple("Add"),
-    "mul": _simple("Mul"),  # the 1x1xC gate broadcasts over H x W
-    "concat": _simple("Concat", axis=1),
+LOWERINGS: dict[type, Callable[[Emitter, Node], None]] = {
+    ops.Conv: _conv,
+    ops.ConvDW: _conv,  # groups == Cin is in the attrs
+    ops.BatchNorm: _bn,
+    ops.ReLU: _simple("Relu"),
+    ops.ReLU6: _relu6,
+    ops.Sigmoid: _simple("Sigmoid"),
+    ops.HardSigmoid: _simple("HardSigmoid", alpha=1.0 / 6.0, beta=0.5),  # relu6(x + 3) / 6
+    ops.HardSwish: _simple("HardSwish"),
+    ops.Softmax: _simple("Softmax", axis=1),  # over channels
+    ops.AvgPool: _pool("Average"),
+    ops.MaxPool: _pool("Max"),
+    ops.GlobalAvgPool: _pool("Average"),
+    ops.GlobalMaxPool: _pool("Max"),
+    ops.FC: _fc,
+    ops.Flatten: _flatten,
+    ops.Dropout: _simple("Identity"),  # identity at inference
+    ops.Add: _simple("Add"),
+    ops.Mul: _simple("Mul"),  # the 1x1xC gate broadcasts over H x W
+    ops.Concat: _simple("Concat", axis=1),
 }
-
-
-def _fmt_value(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.9g}"
-    return str(v)
 
 
 def build_model(graph: Graph, weights: dict[str, np.ndarray]):
@@ -212,9 +208,7 @@ def build_model(graph: Graph, weights: dict[str, np.ndarray]):
     weights = check_weights(weights, graph, "the weights")
     e = Emitter(graph, weights)
     for node in graph.nodes:
-        lower = LOWERINGS.get(node.op.name)
-        if lower is None:
-            raise ArchError(f"the onnx target has no lowering for '{node.op.name}' (layer {node.name})")
+        lower = lowering_for(LOWERINGS, node.op, "onnx", node.name)
         e._doc = _doc_for(graph, node)
         lower(e, node)
 
@@ -222,7 +216,7 @@ def build_model(graph: Graph, weights: dict[str, np.ndarray]):
         c, h, w = shape.chw
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH, c, h, w])
 
-    params = ", ".join(f"{k}={_fmt_value(v)}" for k, v in graph.params.items())
+    params = params_text(graph.params)
     g = helper.make_graph(
         e.nodes, graph.name,
         [value_info(INPUT, graph.input_shape)],
@@ -287,12 +281,7 @@ def _session(model):
 
 
 def _feed(sess, x) -> dict:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    want = sess.get_inputs()[0].shape  # ["N", C, H, W]
-    if x.ndim != 4 or list(x.shape[1:]) != list(want[1:]):
-        raise ArchError(f"input has shape {tuple(x.shape)}, the model takes (N, {', '.join(map(str, want[1:]))})",
-                        None, "inputs are float32 NCHW batches")
-    return {INPUT: x}
+    return {INPUT: check_batch(x, sess.get_inputs()[0].shape[1:], batch_only=True)}  # ["N", C, H, W]
 
 
 def run(outdir, name: str, x: np.ndarray) -> np.ndarray:

@@ -9,12 +9,12 @@ def mcu_report(c_target, graph, outdir: Path, x, mcu: str, name: str | None = No
     from rich.console import Console
     from rich.table import Table
 
-    from ..analysis.costs import totals
-    from ..analysis.memory import plan_memory
+    from ..analysis import analyze
 
     b = c_target.build_mcu(outdir, name or graph.name, mcu)
     r = c_target.run_mcu(b, x, graph.output_shape.numel)
-    arena = plan_memory(graph).arena_bytes
+    a = analyze(graph)
+    arena = a.plan.arena_bytes
     table = Table(title=f"{graph.name} on {b.mcu.name} (QEMU {b.mcu.machine})", title_justify="left")
     for col in ("", "bytes", "where"):
         table.add_column(col, justify="right" if col == "bytes" else "left")
@@ -22,7 +22,7 @@ def mcu_report(c_target, graph, outdir: Path, x, mcu: str, name: str | None = No
         table.add_row(*row)
     console = Console(width=max(100, Console().width))
     console.print(table)
-    macs = totals(graph)["macs"]
+    macs = a.macs
     for i, n in enumerate(r.instructions):
         per = f", {n / macs:.2f} per mult-add" if macs else ""
         console.print(f"image {i}: {n:,} instructions (QEMU -icount, TIMER0 ticks x {c_target.INSNS_PER_TICK}){per}")

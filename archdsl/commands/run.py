@@ -35,18 +35,9 @@ def read_input(path: Path):
 
 
 def check_shape(graph, x):
-    import numpy as np
+    from ..backends.common import check_batch
 
-    c, h, w = graph.input_shape.chw
-    if x.shape == (c, h, w):
-        x = x[None]
-    if x.ndim != 4 or x.shape[1:] != (c, h, w):
-        hint = None
-        if x.ndim in (3, 4) and x.shape[-1] == c and x.shape[-3:-1] == (h, w):
-            hint = "the array looks NHWC: transpose it to NCHW, e.g. x.transpose(0, 3, 1, 2)"
-        raise ArchError(f"the input has shape {tuple(x.shape)}, but {graph.name} takes ({c}, {h}, {w}) "
-                        f"or (N, {c}, {h}, {w}) (NCHW)", None, hint)
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return check_batch(x, graph.input_shape.chw, graph.name)
 
 
 def show_output(y, limit: int = 20) -> str:

@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArchError
-from .structure import ModelGraph, ModelOp, ModelTensor, conv_kind
+from .structure import ModelGraph, ModelOp, ModelTensor, conv_kind, format_names
 
 FORMAT = "Keras .h5"
 
-ACTIVATIONS = {"linear": None, "relu": "relu", "relu6": "relu6", "sigmoid": "sigmoid", "softmax": "softmax",
-               "hard_swish": "hswish", "hard_silu": "hswish"}
+ACTIVATIONS = {"linear": None, **format_names("keras")}  # Keras activation name -> kind
 
 
 def _h5py():

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArchError
-from .structure import ModelGraph, ModelOp, ModelTensor, conv_kind
+from .structure import ModelGraph, ModelOp, ModelTensor, conv_kind, format_names
 
 FORMAT = "ONNX"
 
@@ -254,26 +254,21 @@ HANDLERS = {
     "Add": _binary("add"),
     "Mul": _binary("mul"),
     "Concat": _concat,
-    "Relu": _simple("relu"),
     "Clip": _clip,
-    "Sigmoid": _simple("sigmoid"),
     "HardSigmoid": _hard_sigmoid,
-    "HardSwish": _simple("hswish"),
-    "Softmax": _simple("softmax"),
     "AveragePool": _simple("avgpool"),
     "GlobalAveragePool": _simple("avgpool"),
     "ReduceMean": _reduce_mean,
     "MaxPool": _simple("maxpool"),
     "GlobalMaxPool": _simple("maxpool"),
-    "Flatten": _simple("pass"),
     "Reshape": _simple("pass"),
     "Squeeze": _simple("pass"),
     "Unsqueeze": _simple("pass"),
-    "Dropout": _simple("pass"),
     "Identity": _simple("pass"),
     "Transpose": _transpose,
     "Pad": _pad,
     "Constant": _constant,
+    **{name: _simple(kind) for name, kind in format_names("onnx").items()},  # activations, softmax, views
 }
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArchError
-from .structure import ModelGraph, ModelOp, ModelTensor
+from .structure import ModelGraph, ModelOp, ModelTensor, format_names
 
 FORMAT = "TFLite"
 
@@ -357,15 +357,11 @@ HANDLERS = {
     "MEAN": _mean,
     "RESHAPE": _simple("pass"),
     "SQUEEZE": _simple("pass"),
-    "SOFTMAX": _simple("softmax"),
-    "RELU": _simple("relu"),
-    "RELU6": _simple("relu6"),
-    "LOGISTIC": _simple("sigmoid"),
-    "HARD_SWISH": _simple("hswish"),
     "PAD": _pad,
     "PADV2": _pad,
     "DEQUANTIZE": _dequantize,
     "QUANTIZE": _quantized,
+    **{name: _simple(kind) for name, kind in format_names("tflite").items()},  # activations, softmax
 }
 
 

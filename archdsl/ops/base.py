@@ -1,8 +1,12 @@
 """The op interface and registry.
 
-Each op is declared once, as a subclass of `Op`: how it reads a spec row
-(`configure`), its output shape, its parameter shapes and its mult-adds. Cost
-tables, weight init, validation and every backend derive from these.
+Each op is declared once, as a subclass of `Op`, with everything that is true of it whatever
+the target: how it reads a spec row (`configure`), its output shape, its parameter shapes, its
+mult-adds and cost type, its fusion flags, how the importers recognise it (`import_kind`,
+`import_names`), its docs line (`doc`, `formula`) and its int8 rule (`int8`). Cost tables,
+weight init, validation, the importers' name sets, the C activation enum and every backend's
+lowering table derive from these; backends key their tables by op class (see
+docs/architecture.md, "Adding an op").
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ ROW_OPTIONS = {"n", "if", "after", "name"}
 
 def register(cls):
     op = cls()
+    if not op.import_kind:
+        op.import_kind = op.name
     REGISTRY[op.name] = op
     for alias in op.aliases:
         ALIASES[alias.lower()] = op.name
@@ -34,6 +40,19 @@ def lookup(name: str) -> "Op | None":
 
 def op_names() -> list[str]:
     return sorted(REGISTRY)
+
+
+def op_class(name: str) -> type:
+    """The class of the op registered as `name` (a spec word or an alias)."""
+    op = lookup(name)
+    if op is None:
+        raise KeyError(name)
+    return type(op)
+
+
+def activations() -> list["Op"]:
+    """The fusable activations, in registration order (the order of the C runtime's enum)."""
+    return [op for op in REGISTRY.values() if op.is_activation]
 
 
 @dataclass
@@ -93,6 +112,17 @@ class Op:
     folds_bn: bool = False  # a following BN folds into this op's weights and bias (conv, fc)
     takes_activation: bool = False  # a following activation can run in this op's epilogue
     is_activation: bool = False  # an element-wise activation that can be fused
+    formula: str = ""  # activations: the maths in ASCII (the C runtime's enum comment)
+    # How the importers (archdsl/importers) recognise the op. `import_kind` is its kind in the
+    # structural matcher (importers/structure); ops without weights whose kind is "pass" are
+    # contracted away on both sides. `import_names` maps a model format ("tflite", "onnx",
+    # "keras") to the names of that format's ops (or Keras activations) that read one to one as
+    # this op; formats that need more than a name keep a handler in their reader.
+    import_kind: str = ""
+    import_names: dict[str, tuple[str, ...]] = {}
+    # The int8 rule: how the op runs on int8 tensors (scales, zero points, the reference
+    # arithmetic of TFLite Micro). None: the op has no int8 form yet. See docs/architecture.md.
+    int8: Any = None
 
     # ---- declared once, used everywhere
     def configure(self, args: RowArgs) -> dict:

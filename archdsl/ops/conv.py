@@ -74,6 +74,7 @@ class Conv(Op):
 class ConvDW(Op):
     name, short, title = "conv dw", "dw", "Conv DW"
     aliases = ("dwconv", "depthwise")
+    import_kind = "dwconv"
     doc = "Depthwise convolution: one KxK filter per channel. Filter KxKxC dw."
     takes_stride = True
     filter_form = "KxKxC dw (e.g. 3x3x64 dw)"

@@ -10,6 +10,7 @@ from .base import Op, RowArgs, register
 class FC(Op):
     name, short, title = "fc", "fc", "Fully Connected"
     aliases = ("dense", "linear")
+    import_kind = "dense"
     doc = "Fully connected layer. Filter CinxCout; an HxWxC input is flattened in C, H, W order."
     takes_stride = True  # Table 1 prints 'FC / s1'
     filter_form = "CinxCout (e.g. 1024x1000)"
@@ -42,6 +43,8 @@ class FC(Op):
 class Flatten(Op):
     name, short, title = "flatten", "flatten", "Flatten"
     doc = "Reshape HxWxC to 1x1x(C·H·W), in C, H, W order."
+    import_kind = "pass"
+    import_names = {"onnx": ("Flatten",)}
     alias_input = True
 
     def out_shape(self, attrs, ins):
@@ -52,6 +55,8 @@ class Flatten(Op):
 class Dropout(Op):
     name, short, title = "dropout", "dropout", "Dropout"
     doc = "Dropout: identity at inference; p is kept for training targets."
+    import_kind = "pass"
+    import_names = {"onnx": ("Dropout",)}
     options = {"p": 0.5}
     alias_input = True
     elementwise = True

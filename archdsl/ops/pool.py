@@ -51,6 +51,7 @@ class _Pool(Op):
 class AvgPool(_Pool):
     name, short, title = "avg pool", "pool", "Avg Pool"
     aliases = ("avgpool", "average pool")
+    import_kind = "avgpool"
     doc = "Average pooling (padding is not counted in the average)."
 
 
@@ -58,6 +59,7 @@ class AvgPool(_Pool):
 class MaxPool(_Pool):
     name, short, title = "max pool", "pool", "Max Pool"
     aliases = ("maxpool",)
+    import_kind = "maxpool"
     doc = "Max pooling."
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ArchError
+from ..common import check_batch
 from .toolchain import HOST_OPT, SANITIZE_FLAGS, WARN_FLAGS, host_cc, unavailable
 
 # ---------------------------------------------------------------- building
@@ -128,16 +129,6 @@ def _read_trace(data: bytes) -> dict[str, np.ndarray]:
     return {k: np.stack(v) for k, v in per_name.items()}
 
 
-def _batch(graph_in_shape, x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    c, h, w = graph_in_shape
-    if x.shape == (c, h, w):
-        x = x[None]
-    if x.ndim != 4 or x.shape[1:] != (c, h, w):
-        raise ArchError(f"the input has shape {tuple(x.shape)}, the network takes (N, {c}, {h}, {w}) (NCHW)")
-    return x
-
-
 def read_shapes(outdir, name: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """(input CHW, output CHW) from the generated header, so `run` needs only the folder."""
     path = Path(outdir) / f"{name}.h"
@@ -159,7 +150,7 @@ def read_shapes(outdir, name: str) -> tuple[tuple[int, int, int], tuple[int, int
 def run(outdir, name, x, *, sanitize: bool = False) -> np.ndarray:
     """Build (host compiler, cached) and run the generated C on an NCHW batch; returns (N, C, H, W)."""
     in_chw, out_chw = read_shapes(outdir, name)
-    xb = _batch(in_chw, x)
+    xb = check_batch(x, in_chw)
     exe = build(outdir, name, sanitize=sanitize)
     out = run_exe(exe, xb, int(np.prod(out_chw)))
     return out.reshape(xb.shape[0], *out_chw)
@@ -168,7 +159,7 @@ def run(outdir, name, x, *, sanitize: bool = False) -> np.ndarray:
 def run_layers(outdir, name, x) -> dict[str, np.ndarray]:
     """Every fused step's output, by the name of its last node (e.g. 'conv3.relu'): (N, C, H, W)."""
     in_chw, out_chw = read_shapes(outdir, name)
-    xb = _batch(in_chw, x)
+    xb = check_batch(x, in_chw)
     exe = build(outdir, name, cflags=[*HOST_OPT, "-DARCHDSL_TRACE"])
     layers: dict[str, np.ndarray] = {}
     run_exe(exe, xb, int(np.prod(out_chw)), trace=layers)

@@ -5,7 +5,8 @@ import re
 from pathlib import Path
 
 from ...errors import ArchError
-from .lowering import LOWERINGS, Emitter, _comment, c_floats, c_ident
+from ..common import lowering_for, params_text, template_env
+from .lowering import LOWERINGS, Emitter, _comment, activation_enum, c_floats, c_ident
 from .toolchain import (ARM_CC, ARM_SIZE, HOST_OPT, MCU_LDFLAGS, MCU_LIBS, MCU_OPT, MCUS, QEMU, RUNTIME_HEADER,
                         WARN_FLAGS, templates)
 
@@ -23,15 +24,28 @@ def _step_comment(step) -> str:
     return _comment(text)
 
 
+ACT_MARKER = "@ARCH_ACT_VALUES@"  # in archdsl_rt.h: where the registry's activations go
+
+
+def runtime_text(file: str) -> str:
+    """A file of the C runtime (codegen_templates/c/runtime) as it is written: the header gets the
+    activation enum rendered from the registry, the kernels are copied as they are."""
+    text = (templates() / "runtime" / file).read_text(encoding="utf-8")
+    if file == RUNTIME_HEADER:
+        text = text.replace(ACT_MARKER, activation_enum())
+    return text
+
+
+def runtime_files() -> dict[str, str]:
+    """{file: text} of the whole C runtime, header and every kernel file."""
+    names = [RUNTIME_HEADER, *sorted(p.name for p in (templates() / "runtime").glob("rt_*.c"))]
+    return {name: runtime_text(name) for name in names}
+
+
 def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict[str, str]:
     """{relative file name: text} for `graph`. Files are named after `name`; the public C symbols
     and macros after `prefix` (default: `name`, made a C identifier)."""
-    import jinja2
-
-    from ...analysis.costs import totals
-    from ...analysis.memory import plan_memory
-    from ...analysis.schedule import schedule
-    from ...weights import fold_bn
+    from ...analysis import analyze
 
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
         raise ArchError(f"'{name}' cannot name the generated C files", None,
@@ -40,17 +54,13 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
         raise ArchError(f"--prefix '{prefix}' is not a C identifier, so it cannot prefix the generated API",
                         None, "use letters, digits and underscores, not starting with a digit, e.g. --prefix my_net")
-    steps = schedule(graph)
-    plan = plan_memory(graph, steps)
-    folded = fold_bn(graph, steps, weights)
+    analysis = analyze(graph)
+    steps, plan, folded = analysis.steps, analysis.plan, analysis.folded(weights)
     e = Emitter(graph, prefix, weights, folded, plan)
 
     calls = []
     for step in steps:
-        op = step.main.op.name
-        if op not in LOWERINGS:
-            raise ArchError(f"the C target has no lowering for '{op}' (node {step.main.name})")
-        lines = LOWERINGS[op](e, step)
+        lines = lowering_for(LOWERINGS, step.main.op, "C", step.main.name)(e, step)
         calls.append({"comment": _step_comment(step), "lines": lines or ["/* a view of its input: no code */"],
                       "output": step.output, "out_macro": e.t(step.output), "out_shape": step.out_shape})
     e.t(graph.input_name)
@@ -63,19 +73,16 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
         tensors.append({"macro": macro, "offset": buf.offset // 4, "bytes": buf.offset,
                         "shape": str(graph.shape_of(tensor)), "name": tensor})
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates())), keep_trailing_newline=True,
-                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
-                             autoescape=False)
-    t = totals(graph)
+    env = template_env("c")
     runtime = sorted(e.runtime)
     inp, out = graph.input_shape, graph.output_shape
     ctx = {
         "name": name, "p": prefix, "P": prefix.upper(), "graph": graph, "spec": Path(graph.source_name).name,
-        "params": ", ".join(f"{k}={v}" for k, v in graph.params.items()),
+        "params": params_text(graph.params),
         "inp": inp, "out": out, "arena_bytes": plan.arena_bytes, "arena_floats": plan.arena_bytes // 4,
         "calls": calls, "tensors": tensors, "arrays": e.arrays, "runtime": runtime,
         "input_macro": e.tensor_macros[graph.input_name], "output_macro": e.tensor_macros[graph.output],
-        "macs": t["macs"], "n_weights": sum(int(a.values.size) for a in e.arrays),
+        "macs": analysis.macs, "n_weights": sum(int(a.values.size) for a in e.arrays),
         "n_steps": len(steps), "floats": c_floats,
         "warn_flags": " ".join(WARN_FLAGS), "host_opt": " ".join(HOST_OPT),
         "mcu_opt": " ".join(MCU_OPT), "mcu_ldflags": " ".join(MCU_LDFLAGS), "mcu_libs": " ".join(MCU_LIBS),
@@ -90,10 +97,8 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
         "Makefile": env.get_template("Makefile.j2").render(ctx),
         "mcu/mcu_main.c": env.get_template("mcu/mcu_main.c.j2").render(ctx),
     }
-    rt = templates() / "runtime"
-    files[RUNTIME_HEADER] = (rt / RUNTIME_HEADER).read_text(encoding="utf-8")
-    for f in runtime:
-        files[f] = (rt / f).read_text(encoding="utf-8")
+    for f in (RUNTIME_HEADER, *runtime):
+        files[f] = runtime_text(f)
     for f in ("startup.c", "semihost.c", "semihost.h", "link.ld"):
         files[f"mcu/{f}"] = (templates() / "mcu" / f).read_text(encoding="utf-8")
     return files

@@ -8,8 +8,10 @@ from typing import Callable
 
 import numpy as np
 
+from ... import ops
 from ...errors import ArchError
 from ...weights import bn_scale_shift
+from ..common import number
 from . import layout
 
 ALWAYS = ("rt_act.c",)  # every kernel's epilogue
@@ -24,10 +26,7 @@ def c_ident(name: str) -> str:
 
 def c_float(v: float) -> str:
     """%.9g (round-trips a float32), written as a float constant."""
-    s = "%.9g" % v
-    if "e" not in s and "." not in s:
-        s += ".0"
-    return s + "f"
+    return number(float(v)) + "f"
 
 
 def c_floats(values: np.ndarray, per_line: int = 8, indent: str = "    ") -> str:
@@ -98,14 +97,21 @@ def act_of(step) -> str:
     return ACTIVATIONS[step.activation.op.name]
 
 
-# The activations a kernel epilogue can run (enum arch_act in archdsl_rt.h).
-ACTIVATIONS = {
-    "relu": "ARCH_ACT_RELU",
-    "relu6": "ARCH_ACT_RELU6",
-    "sigmoid": "ARCH_ACT_SIGMOID",
-    "hsigmoid": "ARCH_ACT_HSIGMOID",
-    "hswish": "ARCH_ACT_HSWISH",
-}
+# The activations a kernel epilogue can run: enum arch_act of archdsl_rt.h, rendered from the
+# registry in this order (rt_act.c has one case per value; -Wswitch makes a missing one an error).
+ACTIVATIONS = {op.name: "ARCH_ACT_" + re.sub(r"\W", "_", op.name).upper() for op in ops.activations()}
+
+
+def activation_enum() -> str:
+    """The body of enum arch_act, one value per activation of the registry, commented with its formula."""
+    names = ["ARCH_ACT_NONE = 0", *ACTIVATIONS.values()]
+    formulas = ["", *(op.formula for op in ops.activations())]
+    width = max(len(n) for n in names[1:]) + 2 if len(names) > 1 else 0
+    lines = []
+    for i, (name, formula) in enumerate(zip(names, formulas)):
+        text = name + ("," if i < len(names) - 1 else "")
+        lines.append("    " + (f"{text.ljust(width)}/* {formula} */" if formula else text))
+    return "\n".join(lines)
 
 
 def _call(fn: str, *args) -> str:
@@ -221,24 +227,18 @@ def _view(e: Emitter, step) -> list[str]:
     return []
 
 
-LOWERINGS: dict[str, Callable[[Emitter, object], list[str]]] = {
-    "conv": _conv,
-    "conv dw": _conv_dw,
-    "fc": _fc,
-    "bn": _bn,
-    "relu": _activation,
-    "relu6": _activation,
-    "sigmoid": _activation,
-    "hsigmoid": _activation,
-    "hswish": _activation,
-    "softmax": _softmax,
-    "add": _add,
-    "mul": _mul,
-    "concat": _concat,
-    "avg pool": _pool("arch_avg_pool", "arch_global_avg_pool"),
-    "global avg pool": _pool("arch_avg_pool", "arch_global_avg_pool"),
-    "max pool": _pool("arch_max_pool", "arch_global_max_pool"),
-    "global max pool": _pool("arch_max_pool", "arch_global_max_pool"),
-    "flatten": _view,
-    "dropout": _view,
+LOWERINGS: dict[type, Callable[[Emitter, object], list[str]]] = {
+    ops.Conv: _conv,
+    ops.ConvDW: _conv_dw,
+    ops.FC: _fc,
+    ops.BatchNorm: _bn,
+    ops.Softmax: _softmax,
+    ops.Add: _add,
+    ops.Mul: _mul,
+    ops.Concat: _concat,
+    ops.AvgPool: _pool("arch_avg_pool", "arch_global_avg_pool"),  # and global avg pool
+    ops.MaxPool: _pool("arch_max_pool", "arch_global_max_pool"),  # and global max pool
+    ops.Flatten: _view,
+    ops.Dropout: _view,
+    **{type(op): _activation for op in ops.activations()},  # one kernel, the op an ACTIVATIONS value
 }

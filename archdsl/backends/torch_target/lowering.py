@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ... import ops
 from ...ir import Node
+from ..common import number
 
 # ---------------------------------------------------------------- lowerings (one per op)
 
@@ -30,19 +32,9 @@ class Lowering:
     helper: str | None = None
 
 
-def _num(v) -> str:
-    """A Python literal that round-trips: %.9g for floats."""
-    if isinstance(v, bool):
-        return repr(v)
-    if isinstance(v, float):
-        text = f"{v:.9g}"
-        return text if any(ch in text for ch in ".en") else text + ".0"
-    return str(int(v))
-
-
 def _pair(t) -> str:
     a, b = t
-    return _num(a) if a == b else f"({_num(a)}, {_num(b)})"
+    return number(a) if a == b else f"({number(a)}, {number(b)})"
 
 
 def _args(*positional: str, **keywords: str | None) -> str:
@@ -58,7 +50,7 @@ def _symmetric(pads) -> tuple[int, int] | None:
 def _pad_arg(pads) -> str:
     """F.pad / nn.ZeroPad2d order: (left, right, top, bottom)."""
     t, l, b, r = pads
-    return f"({_num(l)}, {_num(r)}, {_num(t)}, {_num(b)})"
+    return f"({number(l)}, {number(r)}, {number(t)}, {number(b)})"
 
 
 def _conv(n: Node, ranks) -> Lowering:
@@ -68,10 +60,10 @@ def _conv(n: Node, ranks) -> Lowering:
     padding = sym if sym is not None else (0, 0)
     cin, cout, groups = n.in_shapes[0].c, a["out_channels"], a["groups"]
     module = "nn.Conv2d(" + _args(
-        _num(cin), _num(cout), _pair(a["kernel"]),
+        number(cin), number(cout), _pair(a["kernel"]),
         stride=_pair(a["stride"]) if tuple(a["stride"]) != (1, 1) else None,
         padding=_pair(padding) if tuple(padding) != (0, 0) else None,
-        groups=_num(groups) if groups != 1 else None,
+        groups=number(groups) if groups != 1 else None,
         bias=None if a["bias"] else "False") + ")"
     return Lowering(module=module, pad=pad, in_rank=4)
 
@@ -79,7 +71,7 @@ def _conv(n: Node, ranks) -> Lowering:
 def _bn(n: Node, ranks) -> Lowering:
     eps = float(n.attrs["eps"])
     kind = "nn.BatchNorm1d" if ranks[0] == 2 else "nn.BatchNorm2d"
-    return Lowering(module=f"{kind}(" + _args(_num(n.out_shape.c), eps=None if eps == 1e-5 else _num(eps)) + ")")
+    return Lowering(module=f"{kind}(" + _args(number(n.out_shape.c), eps=None if eps == 1e-5 else number(eps)) + ")")
 
 
 def _window(n: Node) -> dict:
@@ -122,7 +114,7 @@ def _max_pool(n: Node, ranks) -> Lowering:
 
 def _fc(n: Node, ranks) -> Lowering:
     a = n.attrs
-    return Lowering(module="nn.Linear(" + _args(_num(n.in_shapes[0].numel), _num(a["out_features"]),
+    return Lowering(module="nn.Linear(" + _args(number(n.in_shapes[0].numel), number(a["out_features"]),
                                                 bias=None if a["bias"] else "False") + ")", in_rank=2)
 
 
@@ -133,7 +125,7 @@ def _module(text: str, **kw) -> Callable[[Node, tuple], Lowering]:
 
 
 def _dropout(n: Node, ranks) -> Lowering:
-    return Lowering(module=f"nn.Dropout({_num(float(n.attrs['p']))})")
+    return Lowering(module=f"nn.Dropout({number(float(n.attrs['p']))})")
 
 
 def _join(expr: str) -> Callable[[Node, tuple], Lowering]:
@@ -143,26 +135,26 @@ def _join(expr: str) -> Callable[[Node, tuple], Lowering]:
     return lower
 
 
-LOWERINGS: dict[str, Callable[[Node, tuple], Lowering]] = {
-    "conv": _conv,
-    "conv dw": _conv,  # groups == C_in is in the attrs
-    "bn": _bn,
-    "relu": _module("nn.ReLU()"),
-    "relu6": _module("nn.ReLU6()"),
-    "sigmoid": _module("nn.Sigmoid()"),
-    "hsigmoid": _module("nn.Hardsigmoid()"),  # relu6(x + 3) / 6
-    "hswish": _module("nn.Hardswish()"),  # x * relu6(x + 3) / 6
-    "softmax": _module("nn.Softmax(dim=1)"),  # over channels
-    "avg pool": _avg_pool,
-    "max pool": _max_pool,
-    "global avg pool": _avg_pool,
-    "global max pool": _max_pool,
-    "fc": _fc,
-    "flatten": _module("nn.Flatten()", out_rank=2),  # C, H, W order
-    "dropout": _dropout,
-    "add": _join("{0} + {1}"),
-    "mul": _join("{0} * {1}"),  # a 1x1xC gate broadcasts over H x W
-    "concat": _join("torch.cat([{all}], dim=1)"),
+LOWERINGS: dict[type, Callable[[Node, tuple], Lowering]] = {
+    ops.Conv: _conv,
+    ops.ConvDW: _conv,  # groups == C_in is in the attrs
+    ops.BatchNorm: _bn,
+    ops.ReLU: _module("nn.ReLU()"),
+    ops.ReLU6: _module("nn.ReLU6()"),
+    ops.Sigmoid: _module("nn.Sigmoid()"),
+    ops.HardSigmoid: _module("nn.Hardsigmoid()"),  # relu6(x + 3) / 6
+    ops.HardSwish: _module("nn.Hardswish()"),  # x * relu6(x + 3) / 6
+    ops.Softmax: _module("nn.Softmax(dim=1)"),  # over channels
+    ops.AvgPool: _avg_pool,
+    ops.MaxPool: _max_pool,
+    ops.GlobalAvgPool: _avg_pool,
+    ops.GlobalMaxPool: _max_pool,
+    ops.FC: _fc,
+    ops.Flatten: _module("nn.Flatten()", out_rank=2),  # C, H, W order
+    ops.Dropout: _dropout,
+    ops.Add: _join("{0} + {1}"),
+    ops.Mul: _join("{0} * {1}"),  # a 1x1xC gate broadcasts over H x W
+    ops.Concat: _join("torch.cat([{all}], dim=1)"),
 }
 
 RESHAPES = {4: "{}[:, :, None, None]", 2: "torch.flatten({}, 1)"}  # to that rank

@@ -9,6 +9,7 @@ from typing import Union
 
 from ...errors import ArchError
 from ...ir import Graph, Node
+from ..common import lowering_for
 from .lowering import LOWERINGS, RESHAPES, Lowering
 
 # ---------------------------------------------------------------- the module tree
@@ -71,9 +72,7 @@ class Plan:
     # -- lowering and ranks
     def _lower_all(self) -> None:
         for n in self.graph.nodes:
-            lower = LOWERINGS.get(n.op.name)
-            if lower is None:
-                raise ArchError(f"the torch target has no lowering for '{n.op.name}' (layer {n.name})")
+            lower = lowering_for(LOWERINGS, n.op, "torch", n.name)
             ranks = tuple(self.rank[t] for t in n.inputs)
             first = lower(n, ranks)
             want = first.in_rank

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ArchError
+from ..common import check_batch
 
 # ---------------------------------------------------------------- running
 
@@ -37,12 +38,7 @@ def load_model(outdir, name: str):
 def _input(model, x: np.ndarray):
     import torch
 
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    want = tuple(model.input_shape)
-    if x.ndim != 4 or tuple(x.shape[1:]) != want:
-        raise ArchError(f"input has shape {tuple(x.shape)}, the model takes (N, {', '.join(map(str, want))})",
-                        None, "inputs are float32 NCHW batches")
-    return torch.from_numpy(x)
+    return torch.from_numpy(check_batch(x, tuple(model.input_shape), batch_only=True))
 
 
 def _as_nchw(t) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ...ir import Graph
-from .lowering import _num
+from ..common import params_text, template_env
 from .planner import Plan
 
 TEMPLATE = "torch/module.py.j2"
@@ -46,18 +46,11 @@ def _align(lines: list[tuple[str, str]]) -> list[str]:
 
 def module_source(graph: Graph, name: str) -> str:
     """The text of `<name>.py` for `graph`."""
-    import jinja2
-
-    from ...resources import templates_dir
-
     plan = Plan(graph)
-    params = ", ".join(f"{k}={_num(v) if isinstance(v, (int, float)) else v}" for k, v in graph.params.items())
+    params = params_text(graph.params)
     n_params = sum(spec.numel for _, spec in graph.parameters() if spec.role in ("weight", "bias"))
     macs = sum(n.macs for n in graph.nodes)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())), autoescape=False,
-                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
-                             undefined=jinja2.StrictUndefined)
-    text = env.get_template(TEMPLATE).render(
+    text = template_env().get_template(TEMPLATE).render(
         network=graph.name, params=params, source=_source_name(graph), cls=class_name(graph),
         input=graph.input_shape, output=graph.output_shape, output_rank=plan.rank[graph.output],
         n_params=f"{n_params:,}", macs=f"{macs:,}", width_rule=graph.width_rule,

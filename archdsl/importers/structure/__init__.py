@@ -32,7 +32,7 @@ matcher.py (alignment and pairing), table.py (the mapping table).
 from __future__ import annotations
 
 from .kinds import (ACT_KINDS, BN_LOCALS, COMMUTATIVE, CONTRACTED, IR_KINDS, JOIN_KINDS, KIND_WORDS, MAIN_KINDS,
-                    PARAM_KINDS, POOL_KINDS, conv_kind)
+                    PARAM_KINDS, POOL_KINDS, conv_kind, format_names)
 from .layouts import LAYOUTS, fmt_shape, ir_shape_of
 from .matcher import ImportResult, MapRow, match
 from .model import ModelGraph, ModelOp, ModelTensor

@@ -1,30 +1,36 @@
 """The op kinds both graphs are written in, and the kind of each IR op."""
 from __future__ import annotations
 
+from ...ops import REGISTRY, activations
+
 MAIN_KINDS = ("conv", "dwconv", "gconv", "dense")
 PARAM_KINDS = MAIN_KINDS + ("bn",)
 JOIN_KINDS = ("add", "mul", "concat")
 COMMUTATIVE = ("add", "mul")
-ACT_KINDS = ("relu", "relu6", "sigmoid", "hsigmoid", "hswish", "softmax")
 POOL_KINDS = ("avgpool", "maxpool")
 CONTRACTED = ("pass", "pad")
 
+# The kind of each IR op, from the registry (Op.import_kind).
+IR_KINDS = {name: op.import_kind for name, op in REGISTRY.items()}
+
+# The kinds that follow a layer in one unit of the alignment: the activations and softmax.
+ACT_KINDS = tuple(dict.fromkeys([op.import_kind for op in activations()] + [REGISTRY["softmax"].import_kind]))
+
+# How messages name a kind: the structural kinds here, every other kind by its op's title.
 KIND_WORDS = {
     "conv": "conv", "dwconv": "depthwise conv", "gconv": "grouped conv", "dense": "fully connected",
     "bn": "batchnorm", "add": "add", "mul": "mul", "concat": "concat", "avgpool": "average pool",
-    "maxpool": "max pool", "relu": "ReLU", "relu6": "ReLU6", "sigmoid": "sigmoid",
-    "hsigmoid": "hard sigmoid", "hswish": "hard swish", "softmax": "softmax",
+    "maxpool": "max pool",
 }
+for _op in REGISTRY.values():
+    if _op.import_kind not in CONTRACTED:
+        KIND_WORDS.setdefault(_op.import_kind, _op.title or _op.name)
 
-# The kind of each IR op. Every op of archdsl.ops must be here (tests/test_import_matcher.py checks it).
-IR_KINDS = {
-    "conv": "conv", "conv dw": "dwconv", "fc": "dense", "bn": "bn",
-    "add": "add", "mul": "mul", "concat": "concat",
-    "relu": "relu", "relu6": "relu6", "sigmoid": "sigmoid", "hsigmoid": "hsigmoid", "hswish": "hswish",
-    "softmax": "softmax",
-    "avg pool": "avgpool", "global avg pool": "avgpool", "max pool": "maxpool", "global max pool": "maxpool",
-    "flatten": "pass", "dropout": "pass",
-}
+
+def format_names(fmt: str) -> dict[str, str]:
+    """{name of an op of model format `fmt` ("tflite", "onnx", "keras"): its kind}, for the ops that
+    read one to one (Op.import_names); a reader adds its handlers for the rest."""
+    return {name: op.import_kind for op in REGISTRY.values() for name in op.import_names.get(fmt, ())}
 
 BN_LOCALS = ("weight", "bias", "running_mean", "running_var")
 

@@ -51,12 +51,7 @@
 
 /* The activation run in a kernel's epilogue (or alone, by arch_activation). */
 enum arch_act {
-    ARCH_ACT_NONE = 0,
-    ARCH_ACT_RELU,     /* max(x, 0) */
-    ARCH_ACT_RELU6,    /* min(max(x, 0), 6) */
-    ARCH_ACT_SIGMOID,  /* 1 / (1 + exp(-x)) */
-    ARCH_ACT_HSIGMOID, /* relu6(x + 3) / 6 */
-    ARCH_ACT_HSWISH    /* x * relu6(x + 3) / 6 */
+@ARCH_ACT_VALUES@
 };
 
 /* rt_act.c: apply `act` to x[0..n) in place. */

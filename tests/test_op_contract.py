@@ -1,0 +1,211 @@
+"""The op contract, one test per (op, backend) and per (op, importer) (docs/architecture.md, "Adding an op").
+
+Backends: the NumPy reference semantics, the NumPy, PyTorch, ONNX and C targets. For each op and
+each backend: the backend's table has an entry for the op's class, and on the shared spec
+tests/specs/all_ops.arch, which uses every op, every layer of that op matches the reference
+(archdsl verify's tolerance). Importers: each op has a matcher kind that messages can name, and
+each model-format name it declares reaches that format's reader. The tables derived from the
+registry (the C activation enum and its rt_act.c cases, the NumPy activation kernels) and the
+docs' op tables are checked here too.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import archdsl.ops as ops
+from archdsl.analysis import analyze
+from archdsl.backends import c_target, numpy_target
+from archdsl.backends.common import has_lowering
+from archdsl.commands.verify import compare, layer_scale
+from archdsl.weights import init_weights
+
+from conftest import ALL_OPS, ROOT, parse_text
+
+BACKENDS = ("numpy reference", "numpy", "torch", "onnx", "c")
+IMPORTERS = ("tflite", "onnx", "keras")
+OPS = ops.op_names()
+
+
+def table(backend: str) -> dict:
+    if backend == "numpy reference":
+        return numpy_target.REFERENCE
+    if backend == "numpy":
+        return numpy_target.LOWERINGS
+    if backend == "c":
+        return c_target.LOWERINGS
+    from archdsl import backends
+
+    return backends.load(backend).LOWERINGS
+
+
+def target_or_skip(backend: str):
+    from archdsl import backends
+
+    name = "numpy" if backend == "numpy reference" else backend
+    try:
+        target = backends.load(name)
+    except ModuleNotFoundError as e:
+        pytest.skip(f"backend '{backend}' needs {e.name}")
+    why = target.unavailable()
+    if why:
+        pytest.skip(f"backend '{backend}': {why}")
+    return target
+
+
+# ---------------------------------------------------------------- the tables
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", OPS)
+def test_op_has_a_lowering(op, backend):
+    if backend in ("torch", "onnx"):
+        target_or_skip(backend)
+    assert has_lowering(table(backend), ops.lookup(op)), f"op '{op}' has no lowering in backend '{backend}'"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tables_name_registered_ops_only(backend):
+    if backend in ("torch", "onnx"):
+        target_or_skip(backend)
+    registered = {type(op) for op in ops.REGISTRY.values()}
+    stale = [k for k in table(backend) if k not in registered]
+    assert not stale, f"backend '{backend}' lowers what is not a registered op class: {stale}"
+
+
+def test_the_shared_spec_uses_every_op():
+    used = {n.op.name for n in parse_text(ALL_OPS).nodes}
+    missing = sorted(set(OPS) - used)
+    assert not missing, f"add a row using {missing} to tests/specs/all_ops.arch"
+
+
+def test_every_activation_has_a_numpy_kernel():
+    kernels = numpy_target._kernel_functions()
+    missing = [op.name for op in ops.activations() if op.name not in kernels]
+    assert not missing, f"archdsl/runtime/numpy_kernels.py has no kernel named after activation(s) {missing}"
+
+
+def test_the_c_activation_enum_is_the_registry():
+    header = c_target.runtime_text(c_target.RUNTIME_HEADER)
+    body = re.search(r"enum arch_act \{(.*?)\};", header, re.S).group(1)
+    values = re.findall(r"\b(ARCH_ACT_\w+)\b", body)
+    assert values == ["ARCH_ACT_NONE", *c_target.ACTIVATIONS.values()]
+    assert list(c_target.ACTIVATIONS) == [op.name for op in ops.activations()]
+    act_c = c_target.runtime_text("rt_act.c")
+    missing = [v for v in values if f"case {v}:" not in act_c]
+    assert not missing, f"rt_act.c has no case for {missing}"
+    assert not re.search(r"\bdefault\s*:", act_c), "a default: case would hide an activation without a kernel"
+
+
+# ---------------------------------------------------------------- numbers, per op and backend
+
+
+_RUNS: dict = {}
+
+
+def _shared():
+    if "graph" not in _RUNS:
+        graph = parse_text(ALL_OPS)
+        weights = init_weights(graph, seed=3)
+        x = np.random.default_rng(3).standard_normal((2, *graph.input_shape.chw)).astype(np.float32)
+        _, ref_layers = numpy_target.reference_forward(graph, weights, x, keep=True)
+        _RUNS.update(graph=graph, weights=weights, x=x, ref=ref_layers)
+    return _RUNS
+
+
+def _layers(backend: str, tmp_path_factory) -> dict:
+    if backend not in _RUNS:
+        target = target_or_skip(backend)
+        s = _shared()
+        outdir = tmp_path_factory.mktemp(backend.replace(" ", "_"))
+        target.compile(s["graph"], s["weights"], outdir, "allops")
+        _RUNS[backend] = target.run_layers(outdir, "allops", s["x"])
+    return _RUNS[backend]
+
+
+@pytest.mark.parametrize("backend", ("numpy", "torch", "onnx", "c"))
+@pytest.mark.parametrize("op", OPS)
+def test_op_matches_the_reference(op, backend, tmp_path_factory):
+    """Each layer of the op (or, where the backend fuses it, the step it is fused into) on the shared spec."""
+    layers = _layers(backend, tmp_path_factory)
+    s = _shared()
+    graph, ref = s["graph"], s["ref"]
+    step_of = {n.name: st.output for st in analyze(graph).steps for n in st.nodes}
+    nodes = [n for n in graph.nodes if n.op.name == op]
+    assert nodes, f"tests/specs/all_ops.arch has no '{op}' row"
+    for n in nodes:
+        name = n.name if n.name in layers else step_of[n.name]
+        assert name in layers, f"backend '{backend}' exposes no output for layer {n.name} ('{op}')"
+        c = compare(layers[name], ref[name], layer_scale(graph, ref, name))
+        assert c.ok, (f"op '{op}', backend '{backend}': layer {name} differs from the reference by "
+                      f"{c.max_abs:.3g} (tolerance {c.atol:.3g} + 1e-3*|ref|)")
+
+
+# ---------------------------------------------------------------- importers
+
+
+def _reader_names(importer: str) -> set[str]:
+    if importer == "tflite":
+        from archdsl.importers import tflite
+
+        return set(tflite.HANDLERS)
+    if importer == "onnx":
+        from archdsl.importers import onnx_model
+
+        return set(onnx_model.HANDLERS)
+    from archdsl.importers import keras_h5
+
+    return set(keras_h5.ACTIVATIONS)
+
+
+@pytest.mark.parametrize("importer", IMPORTERS)
+@pytest.mark.parametrize("op", OPS)
+def test_op_is_known_to_the_importer(op, importer):
+    from archdsl.importers.structure import CONTRACTED, IR_KINDS, KIND_WORDS
+
+    o = ops.lookup(op)
+    assert IR_KINDS[op] == o.import_kind
+    assert o.import_kind in KIND_WORDS or o.import_kind in CONTRACTED, \
+        f"op '{op}', importer '{importer}': kind '{o.import_kind}' has no words for messages"
+    missing = [name for name in o.import_names.get(importer, ()) if name not in _reader_names(importer)]
+    assert not missing, f"op '{op}', importer '{importer}': the reader does not handle {missing}"
+
+
+def test_the_shared_spec_round_trips_through_onnx(tmp_path):
+    """Export the shared spec to ONNX and import it back: every op is matched and every weight found."""
+    target_or_skip("onnx")
+    from archdsl.backends import onnx_target
+    from archdsl.importers import import_weights
+
+    graph = parse_text(ALL_OPS)
+    weights = init_weights(graph, seed=5)
+    onnx_target.compile(graph, weights, tmp_path, "allops")
+    result = import_weights(graph, tmp_path / "allops.onnx")
+    assert set(result.weights) == set(weights)
+    for key, value in weights.items():
+        np.testing.assert_array_equal(result.weights[key], value, err_msg=key)
+
+
+# ---------------------------------------------------------------- the docs' op tables
+
+
+def _block(path, start: str) -> str:
+    text = (ROOT / path).read_text(encoding="utf-8")
+    i = text.index(start)
+    end = text.find("\n\n", i)
+    return text[i:end if end > 0 else len(text)]
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_the_docs_name_the_op(op):
+    words = rf"(?<!\w){re.escape(op)}(?!\w)"
+    if ops.lookup(op).arity == 1:  # add, mul and concat are written as residual, scale and concat blocks
+        assert re.search(rf"`{re.escape(op)}`", _block("docs/language.md", "- **Op name**")), \
+            f"docs/language.md's list of op names lacks `{op}`"
+    assert re.search(words, _block("docs/targets.md", "  | op | ONNX |")), f"docs/targets.md's ONNX table lacks {op}"
+    assert re.search(words, _block("docs/targets.md", "| op | module |")), f"docs/targets.md's torch table lacks {op}"
+    if ops.lookup(op).is_activation:
+        assert re.search(words, _block("docs/c_runtime.md", "| `arch_activate` |")), \
+            f"docs/c_runtime.md's arch_activate row lacks {op}"
