@@ -14,7 +14,12 @@ import dataclasses
 import numpy as np
 
 from ..ir import Graph
+from .common import lowering_for
 from .numpy_target import REFERENCE, check_input
+
+
+def _reference(node):
+    return lowering_for(REFERENCE, node.op, "numpy reference", node.name)
 
 
 def _slice(x: np.ndarray, stored, read) -> np.ndarray:
@@ -39,9 +44,9 @@ def patched_forward(graph: Graph, weights: dict, x, plan, steps=None) -> np.ndar
             main = st.main
             if "pads" in main.attrs:
                 main = dataclasses.replace(main, attrs={**main.attrs, "pads": ts.pads})
-            y = REFERENCE[main.op.name](main, weights, xs)
+            y = _reference(main)(main, weights, xs)
             for node in st.fused:
-                y = REFERENCE[node.op.name](node, weights, [y])
+                y = _reference(node)(node, weights, [y])
             if y.shape[2:] != (ts.out.h, ts.out.w):
                 raise AssertionError(f"{st.main.name}: tile {ts.out} computed as {y.shape[2:]}")
             held[st.output] = (y, ts.out)
@@ -51,5 +56,5 @@ def patched_forward(graph: Graph, weights: dict, x, plan, steps=None) -> np.ndar
     env = {graph.input_name: x, last.output: out}
     for st in steps[plan.prefix:]:
         for node in st.nodes:
-            env[node.name] = REFERENCE[node.op.name](node, weights, [env[t] for t in node.inputs])
+            env[node.name] = _reference(node)(node, weights, [env[t] for t in node.inputs])
     return env[graph.output].astype(np.float32)

@@ -2,11 +2,11 @@
 
 Two tables, one entry per op:
 
-- REFERENCE[op name](node, weights, inputs) -> output: the unfused, node-by-node
+- REFERENCE[op class](node, weights, inputs) -> output: the unfused, node-by-node
   meaning of each op, in float64 and written for clarity (window views and
   einsum), not speed. `reference_forward` runs a graph with it; every target,
   this one included, is tested against it.
-- LOWERINGS[op name](step, emit) -> code: how one fused step of the schedule
+- LOWERINGS[op class](step, emit) -> code: how one fused step of the schedule
   (conv + folded BN + activation) becomes one call of a kernel from
   archdsl/runtime/numpy_kernels.py in the generated `<name>.py`.
 
