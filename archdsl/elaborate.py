@@ -334,6 +334,9 @@ class _Elaborator:
                             f"a block is used as a row of its own: {block.name}"
                             + "".join(f" {p.name}=…" for p in block.params),
                             [(self.blocks[key].name_loc, f"block '{self.blocks[key].name}' is defined here")])
+        if key in SYNONYMS and ops.lookup(SYNONYMS[key]) is not None:
+            raise ArchError(f"unknown layer type '{name}'{where}", loc,
+                            f"did you mean '{SYNONYMS[key]}'? it is archdsl's name for {name}")
         if key in OTHER_FUNCTIONS:  # a real function archdsl lacks: a near name would be another one
             raise ArchError(f"'{name}' ({OTHER_FUNCTIONS[key]}) is not an archdsl op{where}", loc,
                             f"archdsl's layer types: {', '.join(_row_op_names())}")
@@ -447,7 +450,7 @@ class _Elaborator:
                                     _joiner_hint(op))
                 return op, list(row.words[k:])
         name = " ".join(row.words)
-        if name.lower() in OTHER_FUNCTIONS:
+        if name.lower() in OTHER_FUNCTIONS or name.lower() in SYNONYMS:
             self.known_op(name, row.words_loc)
         candidates = _row_op_names() + list(ops.ALIASES) + list(self.blocks) + list(STRUCTURAL)
         guess = did_you_mean(name, candidates)
@@ -728,6 +731,11 @@ OTHER_FUNCTIONS = {
     "softplus": "log(1 + e^x)", "leaky_relu": "max(x, a·x)", "leakyrelu": "max(x, a·x)", "prelu": "max(x, a·x), a learnt",
     "layernorm": "layer normalisation", "groupnorm": "group normalisation", "lrn": "local response normalisation",
 }
+
+
+# Other names of archdsl's ops, for the hint when the registry does not list them as aliases.
+SYNONYMS = {"swish": "silu", "hard_swish": "hswish", "hardswish": "hswish", "hard_sigmoid": "hsigmoid",
+            "hardsigmoid": "hsigmoid", "batch_norm": "bn"}
 
 
 def _row_op_names() -> list[str]:

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from archdsl.cli import app
+from conftest import parse_text
 
 HERE = Path(__file__).parent / "diagnostics"
 CASES = sorted(p.stem for p in HERE.glob("*.arch"))
@@ -99,14 +100,32 @@ def test_ops_that_join_tensors_cannot_follow_a_layer(tmp_path, text):
 
 def test_layer_type_list_names_only_what_a_row_can_be(tmp_path):
     err = check_text(tmp_path, HEAD + "qqqq\n")
-    assert "layer types:" in err and "add" not in err.split("layer types:")[1].split(", ")
+    listed = [name.strip() for name in err.split("layer types:")[1].split(",")]
+    assert "conv dw" in listed and "add" not in listed and "mul" not in listed
 
 
 @pytest.mark.parametrize("text", ["conv 1x1x3x8 after=bn+swish\n", "swish\n", "after conv: bn swish\nconv 1x1x3x8\n"])
-def test_swish_is_not_offered_hswish(tmp_path, text):
+def test_swish_resolves_or_points_at_silu_never_at_hswish(tmp_path, text):
+    from archdsl import ops
+
+    if ops.lookup("swish") is not None:  # the registry knows swish as silu
+        assert parse_text(HEAD + text).nodes
+        return
     err = check_text(tmp_path, HEAD + text)
-    assert "hswish'?" not in err and "did you mean" not in err
-    assert "'swish'" in err and "SiLU" in err
+    assert "hswish'?" not in err and "'swish'" in err
+    if ops.lookup("silu") is not None:
+        assert "did you mean 'silu'?" in err
+    else:
+        assert "did you mean" not in err and "SiLU" in err
+
+
+@pytest.mark.parametrize("name, ours", [("gelu", None), ("mish", None), ("hardsigmoid", "hsigmoid")])
+def test_well_known_names_get_what_they_are_not_a_near_miss(tmp_path, name, ours):
+    err = check_text(tmp_path, HEAD + f"conv 1x1x3x8 after=bn+{name}\n")
+    if ours:
+        assert f"did you mean '{ours}'? it is archdsl's name for {name}" in err
+    else:
+        assert "did you mean" not in err and "is not an archdsl op" in err
 
 
 def test_a_block_named_like_a_function_is_reported_as_a_block_in_after(tmp_path):
