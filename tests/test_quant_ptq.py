@@ -136,6 +136,9 @@ def test_activation_params_follow_the_converter():
     assert s == float(np.float32(4 / 255)) and zp == -64
     assert activation_params(0.5, 2.0)[1] == -128   # the range always includes 0
     assert activation_params(-2.0, -0.5)[1] == 127
+    for quantizer in ("legacy", "mlir"):
+        assert activation_params(-300.0, 1.0, quantizer)[1] == 126   # the zero point from the max end
+        assert activation_params(-1.0, 3.0, quantizer) == (float(np.float32(4 / 255)), -64)
 
 
 # Every int8 rule the MLPerf models do not exercise: depthwise multiplier, grouped conv, ReLU6,

@@ -18,7 +18,8 @@ marked double, so that it reproduces the converter's integers bit for bit:
 
 Activations: the float reference (backends/numpy_target.py) runs the calibration batch; each
 calibrated tensor's range is widened to include 0, scale = (max − min) / 255 and zero point
-round(−128 − min / scale) clamped to [−128, 127] (GetAsymmetricQuantizationParams). Tensors whose
+−128 − min / scale (or 127 − max / scale, whichever adds smaller terms) rounded and clamped to
+[−128, 127] (GetAsymmetricQuantizationParams; in double for the MLIR quantizer). Tensors whose
 int8 rule shares its input's parameters (pools, reshapes) take them; softmax outputs are (1/256, −128).
 A fused ReLU's output has min 0, hence zero point −128.
 
@@ -38,14 +39,22 @@ from .weights_file import FORMAT, VERSION, check_int8, tensor_key
 INT32_BIAS_MAX = (1 << 31) - 1
 
 
-def activation_params(lo: float, hi: float) -> tuple[float, int]:
-    """(scale, zero point) of a calibrated range, TFLite's GetAsymmetricQuantizationParams."""
-    lo, hi = np.float32(min(lo, 0.0)), np.float32(max(hi, 0.0))
+def activation_params(lo: float, hi: float, quantizer: str = "legacy") -> tuple[float, int]:
+    """(scale, zero point) of a calibrated range: the range widened to include 0, scale
+    (max − min) / 255, the zero point from whichever end adds the smaller terms, rounded half away
+    and clamped (GetAsymmetricQuantizationParams, in float32; the MLIR quantizer's
+    getNudgedScaleAndZeroPoint, in double, the scale then stored as float32)."""
+    real = np.float64 if quantizer == "mlir" else np.float32
+    lo, hi = real(min(lo, 0.0)), real(max(hi, 0.0))
     if hi == lo:  # a tensor that is always 0: any scale represents it
         return 1.0, -128
-    scale = np.float32((hi - lo) / np.float32(255.0))
-    zp = A.round_half_away(np.float32(-128.0) - lo / scale)
-    return float(scale), int(np.clip(zp, -128, 127))
+    qmin, qmax = real(-128.0), real(127.0)
+    scale = real((hi - lo) / (qmax - qmin))
+    from_min, from_max = real(qmin - lo / scale), real(qmax - hi / scale)
+    err_min, err_max = real(abs(qmin) + abs(lo / scale)), real(abs(qmax) + abs(hi / scale))
+    zp = from_min if err_min < err_max else from_max
+    zp = -128 if zp < qmin else 127 if zp > qmax else int(A.round_half_away(zp))
+    return float(np.float32(scale)), zp
 
 
 NEAR_ZERO_RANGE = 1e-6  # a channel whose range is below this is widened to ±5e-7 (ExpandVerySmallRange)
@@ -155,7 +164,7 @@ def quantize(graph: Graph, weights: dict, calibration: np.ndarray | None,
                             "--calibration samples.npy: float NCHW inputs (N, C, H, W), as the float model takes them")
         ranges = calibrate(graph, weights, calibration, todo)
         for t in todo:
-            fixed[t] = activation_params(*ranges[t])
+            fixed[t] = activation_params(*ranges[t], quantizer=quantizer)
     folded = fold_bn(graph, schedule(graph), weights)
     out: dict[str, np.ndarray] = {}
     params: dict[str, tuple[float, int]] = {graph.input_name: fixed[graph.input_name]}
