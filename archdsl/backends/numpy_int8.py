@@ -43,46 +43,50 @@ def _lit(value) -> str:
 def _lower_conv(q: QStep, e: Int8Emitter) -> str:
     a, key = q.attrs, q.main.param_key
     arrays = [e.array(key(k), q.arrays[k]) for k in ("weight", "bias", "multiplier", "shift")]
-    return (f"conv_int8({e.x(q)}, {', '.join(arrays)}, {a['in_zero_point']}, {a['out_zero_point']}, "
-            f"{a['act_min']}, {a['act_max']}, {_lit(tuple(a['kernel']))}, {_lit(tuple(a['stride']))}, "
-            f"{_lit(tuple(a['pads']))}, {a['groups']})")
+    return (f"conv_int8({e.x(q)}, {', '.join(arrays)}, in_zp={a['in_zero_point']}, out_zp={a['out_zero_point']}, "
+            f"lo={a['act_min']}, hi={a['act_max']}, kernel={_lit(tuple(a['kernel']))}, "
+            f"stride={_lit(tuple(a['stride']))}, pads={_lit(tuple(a['pads']))}, groups={a['groups']})")
 
 
 def _lower_fc(q: QStep, e: Int8Emitter) -> str:
     a, key = q.attrs, q.main.param_key
     arrays = [e.array(key(k), q.arrays[k]) for k in ("weight", "bias", "multiplier", "shift")]
     real = e.array(key("real_multiplier"), q.arrays["real_multiplier"])
-    return (f"fc_int8({e.x(q)}, {', '.join(arrays)}, {a['in_zero_point']}, {a['out_zero_point']}, "
-            f"{a['act_min']}, {a['act_max']}, {real} if fc_requant == \"litert_ref\" else None)")
+    return (f"fc_int8({e.x(q)}, {', '.join(arrays)}, in_zp={a['in_zero_point']}, out_zp={a['out_zero_point']}, "
+            f"lo={a['act_min']}, hi={a['act_max']}, "
+            f"real_multiplier={real} if fc_requant == \"litert_ref\" else None)")
 
 
 def _lower_add(q: QStep, e: Int8Emitter) -> str:
     a = q.attrs
-    return (f"add_kernel({e.x(q, 0)}, {e.x(q, 1)}, {_lit(a['in_zero_points'])}, {a['out_zero_point']}, "
-            f"{_lit(a['multipliers'])}, {a['act_min']}, {a['act_max']})")
+    return (f"add_kernel({e.x(q, 0)}, {e.x(q, 1)}, in_zero_points={_lit(a['in_zero_points'])}, "
+            f"out_zero_point={a['out_zero_point']}, multipliers={_lit(a['multipliers'])}, "
+            f"lo={a['act_min']}, hi={a['act_max']})")
 
 
 def _lower_concat(q: QStep, e: Int8Emitter) -> str:
     a = q.attrs
     ins = ", ".join(e.var(t) for t in q.inputs)
-    return f"concat_int8(({ins},), {_lit(a['in_zero_points'])}, {a['out_zero_point']}, {_lit(a['multipliers'])})"
+    return (f"concat_int8(({ins},), in_zero_points={_lit(a['in_zero_points'])}, "
+            f"out_zero_point={a['out_zero_point']}, multipliers={_lit(a['multipliers'])})")
 
 
 def _lower_pool(kernel: str):
     def lower(q: QStep, e: Int8Emitter) -> str:
         a = q.attrs
-        return (f"{kernel}({e.x(q)}, {_lit(tuple(a['kernel']))}, {_lit(tuple(a['stride']))}, "
-                f"{_lit(tuple(a['pads']))}, {a['act_min']}, {a['act_max']})")
+        return (f"{kernel}({e.x(q)}, kernel={_lit(tuple(a['kernel']))}, stride={_lit(tuple(a['stride']))}, "
+                f"pads={_lit(tuple(a['pads']))}, lo={a['act_min']}, hi={a['act_max']})")
     return lower
 
 
 def _lower_softmax(q: QStep, e: Int8Emitter) -> str:
     a = q.attrs
-    return f"softmax_kernel({e.x(q)}, {a['input_multiplier']}, {a['left_shift']}, {a['diff_min']})"
+    return (f"softmax_kernel({e.x(q)}, input_multiplier={a['input_multiplier']}, left_shift={a['left_shift']}, "
+            f"diff_min={a['diff_min']})")
 
 
 def _lower_clamp(q: QStep, e: Int8Emitter) -> str:
-    return f"clamp_int8({e.x(q)}, {q.attrs['act_min']}, {q.attrs['act_max']})"
+    return f"clamp_int8({e.x(q)}, lo={q.attrs['act_min']}, hi={q.attrs['act_max']})"
 
 
 def _lower_reshape(q: QStep, e: Int8Emitter) -> str:
