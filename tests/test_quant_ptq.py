@@ -264,3 +264,19 @@ def test_vww_spec_round_trip_through_the_command(models_dir, tmp_path):
     r = invoke("quantize", SPECS / "resnet8_cifar10.arch", "-w", tmp_path / "f.npz", "-c", tmp_path / "c.npy",
                "-o", tmp_path / "q.npz")
     assert r.exit_code == 0, r.output
+
+
+def test_each_op_declares_its_int8_rule_on_its_class():
+    """The rules live on the op classes (archdsl/ops); every kind they name has a NumPy int8
+    lowering and a way to get its parameters."""
+    from archdsl.backends.numpy_int8 import LOWERINGS
+    from archdsl.ops import REGISTRY
+    from archdsl.quant.network import LOWER_PARAMS
+    from archdsl.quant.rules import Int8Rule, int8_ops, rule_for
+
+    kinds = {rule_for(op).kind for op in REGISTRY.values() if rule_for(op) is not None}
+    assert all(isinstance(rule_for(op), (Int8Rule, type(None))) for op in REGISTRY.values())
+    assert kinds == set(LOWERINGS) == set(LOWER_PARAMS)
+    assert {"conv", "conv dw", "fc", "add", "concat", "avg pool", "max pool", "softmax", "relu",
+            "relu6", "flatten", "dropout"} <= set(int8_ops())
+    assert not {"bn", "mul", "sigmoid", "hswish", "hsigmoid"} & set(int8_ops())

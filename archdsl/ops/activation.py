@@ -1,6 +1,7 @@
 """Activations and softmax. Their maths lives in each backend's kernel for the op."""
 from __future__ import annotations
 
+from ..quant.rules import Int8Rule
 from .base import Op, RowArgs, register
 
 
@@ -17,6 +18,7 @@ class _Activation(Op):
 @register
 class ReLU(_Activation):
     name, short, title, aliases = "relu", "relu", "ReLU", ("re",)
+    int8 = Int8Rule("clamp", output="input", doc="[max(-128, zp), 127] in the input's parameters")
     doc = formula = "max(x, 0)"
     import_names = {"tflite": ("RELU",), "onnx": ("Relu",), "keras": ("relu",)}
 
@@ -24,6 +26,7 @@ class ReLU(_Activation):
 @register
 class ReLU6(_Activation):
     name, short, title = "relu6", "relu6", "ReLU6"
+    int8 = Int8Rule("clamp", output="input", doc="[max(-128, zp), min(127, zp + 6/s)]")
     doc = formula = "min(max(x, 0), 6)"
     import_names = {"tflite": ("RELU6",), "keras": ("relu6",)}  # ONNX: Clip(0, 6), checked by its reader
 
@@ -55,6 +58,7 @@ class HardSwish(_Activation):
 @register
 class Softmax(Op):
     name, short, title = "softmax", "softmax", "Softmax"
+    int8 = Int8Rule("softmax", output="fixed", doc="gemmlowp fixed-point exp; output 1/256, -128")
     doc = "Softmax over channels."
     import_names = {"tflite": ("SOFTMAX",), "onnx": ("Softmax",), "keras": ("softmax",)}
     takes_stride = True  # Table 1 prints 'Softmax / s1'

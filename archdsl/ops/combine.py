@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from ..errors import ArchError
 from ..ir import TensorShape
+from ..quant.rules import CLAMPS, Int8Rule
 from .base import Op, RowArgs, register
 
 
 @register
 class Add(Op):
     name, short, title = "add", "add", "Add"
+    int8 = Int8Rule("add", fused=CLAMPS, doc="both inputs requantized (2^20 pre-shift), then the sum")
     doc = "Element-wise sum of two equal shapes (residual connections)."
     arity = 2
     elementwise = True
@@ -42,6 +44,7 @@ class Mul(Op):
 @register
 class Concat(Op):
     name, short, title = "concat", "concat", "Concat"
+    int8 = Int8Rule("concat", doc="each input requantized to the output's parameters")
     doc = "Join branches along channels; every branch keeps the same HxW."
     arity = None
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..errors import ArchError
 from ..ir import ParamSpec, TensorShape
+from ..quant.rules import CLAMPS, Int8Rule
 from .base import Op, RowArgs, padding_for, register, stride_pair, window_out
 
 
@@ -26,6 +27,8 @@ def _window_shape(attrs: dict, x: TensorShape, channels: int) -> TensorShape:
 @register
 class Conv(Op):
     name, short, title = "conv", "conv", "Conv"
+    int8 = Int8Rule("conv", weights=True, fused=CLAMPS,
+                    doc="per-channel int8 weights, int32 bias, input padded with its zero point")
     doc = "Standard convolution. Filter KxKxCinxCout; α scales Cout."
     takes_stride = True
     filter_form = "KxKxCinxCout (e.g. 3x3x32x64)"
@@ -73,6 +76,7 @@ class Conv(Op):
 @register
 class ConvDW(Op):
     name, short, title = "conv dw", "dw", "Conv DW"
+    int8 = Int8Rule("conv", weights=True, fused=CLAMPS, doc="as conv, one group per channel")
     aliases = ("dwconv", "depthwise")
     import_kind = "dwconv"
     doc = "Depthwise convolution: one KxK filter per channel. Filter KxKxC dw."

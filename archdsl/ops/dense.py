@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from ..errors import ArchError
 from ..ir import ParamSpec, TensorShape
+from ..quant.rules import CLAMPS, Int8Rule
 from .base import Op, RowArgs, register
 
 
 @register
 class FC(Op):
     name, short, title = "fc", "fc", "Fully Connected"
+    int8 = Int8Rule("fc", weights=True, fused=CLAMPS, doc="per-tensor or per-channel int8 weights")
     aliases = ("dense", "linear")
     import_kind = "dense"
     doc = "Fully connected layer. Filter CinxCout; an HxWxC input is flattened in C, H, W order."
@@ -42,6 +44,7 @@ class FC(Op):
 @register
 class Flatten(Op):
     name, short, title = "flatten", "flatten", "Flatten"
+    int8 = Int8Rule("reshape", output="input")
     doc = "Reshape HxWxC to 1x1x(C·H·W), in C, H, W order."
     import_kind = "pass"
     import_names = {"onnx": ("Flatten",)}
@@ -54,6 +57,7 @@ class Flatten(Op):
 @register
 class Dropout(Op):
     name, short, title = "dropout", "dropout", "Dropout"
+    int8 = Int8Rule("reshape", output="input")
     doc = "Dropout: identity at inference; p is kept for training targets."
     import_kind = "pass"
     import_names = {"onnx": ("Dropout",)}

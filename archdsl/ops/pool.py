@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..errors import ArchError
 from ..ir import TensorShape
+from ..quant.rules import Int8Rule
 from .base import Op, RowArgs, padding_for, register, stride_pair, window_out
 
 
@@ -50,6 +51,7 @@ class _Pool(Op):
 @register
 class AvgPool(_Pool):
     name, short, title = "avg pool", "pool", "Avg Pool"
+    int8 = Int8Rule("avgpool", output="input", doc="raw window sum, rounded division")  # global too
     aliases = ("avgpool", "average pool")
     import_kind = "avgpool"
     doc = "Average pooling (padding is not counted in the average)."
@@ -58,6 +60,7 @@ class AvgPool(_Pool):
 @register
 class MaxPool(_Pool):
     name, short, title = "max pool", "pool", "Max Pool"
+    int8 = Int8Rule("maxpool", output="input")  # global too
     aliases = ("maxpool",)
     import_kind = "maxpool"
     doc = "Max pooling."

@@ -10,7 +10,8 @@ Interface for the backends that run int8 (C, ONNX QDQ, stats):
     net.input, net.output                        # QParams(scale, zero_point) of the boundary
     for q in net.steps:                          # one int8 kernel call each, in execution order
         q.kind                                   # conv | fc | add | concat | avgpool | maxpool |
-                                                 # reshape | softmax | clamp   (rules.py)
+                                                 # reshape | softmax | clamp   (the op class's
+                                                 # `int8` rule, archdsl/ops; type in rules.py)
         q.inputs, q.output, q.ins, q.out         # tensor names and their QParams
         q.arrays  # conv/fc: weight int8 (IR layout), bias int32, multiplier int32, shift int32 (per O)
         q.attrs   # act_min/act_max, kernel/stride/pads/groups, in_zero_point/out_zero_point;

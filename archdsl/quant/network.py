@@ -18,7 +18,7 @@ from ..analysis.schedule import Step, schedule
 from ..errors import ArchError, Loc
 from ..ir import Graph, Node
 from . import arithmetic as A
-from .rules import INT8_RULES, Int8Rule
+from .rules import Int8Rule, int8_ops, rule_for
 
 
 @dataclass(frozen=True)
@@ -80,13 +80,12 @@ def node_loc(node: Node) -> Loc | None:
 def refuse_unsupported(graph: Graph) -> list[tuple[Step, Int8Rule]]:
     """The schedule with each step's rule; an op without an int8 rule is an error on its row."""
     out = []
-    supported = ", ".join(sorted(INT8_RULES))
     for step in schedule(graph):
         main = step.main
-        rule = INT8_RULES.get(main.op.name)
+        rule = rule_for(main.op)
         if rule is None:
             raise ArchError(f"'{main.op.name}' has no int8 rule, so {graph.name} cannot run in int8",
-                            node_loc(main), f"int8 covers: {supported}")
+                            node_loc(main), f"int8 covers: {', '.join(int8_ops())}")
         act = step.activation
         if act is not None and act.op.name not in rule.fused:
             raise ArchError(f"'{act.op.name}' after '{main.op.name}' has no int8 rule", node_loc(act),
