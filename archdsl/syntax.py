@@ -17,8 +17,8 @@ from typing import Union
 
 from lark import Transformer_NonRecursive, v_args
 
-from .errors import ArchError, Loc
-from .limits import MAX_EXPR_DEPTH, MAX_VALUE
+from .errors import ArchError, Diagnostic, Loc
+from .limits import MAX_ERRORS, MAX_EXPR_DEPTH, MAX_VALUE
 
 # ---------------------------------------------------------------- expressions
 
@@ -628,45 +628,76 @@ def _sort_row(elements: list[_Element], body: tuple | None, loc: Loc, text: str)
 
 
 def parse(source: str, filename: str = "<spec>") -> Spec:
-    """Parse spec text into an AST. Raises ArchError (with the source attached) on any error."""
-    from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+    """Parse spec text into an AST. Raises ArchError (with the source attached) on any error: every
+    syntax error of the text (up to MAX_ERRORS), found by parsing again with each bad line blanked."""
+    from lark.exceptions import LarkError
 
     text = source if source.endswith("\n") else source + "\n"
+    errors: list[ArchError] = []
+    blanked: set[int] = set()
     try:
-        try:
-            tree = _parser().parse(text, start="start")
-        except UnexpectedCharacters as e:
-            ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
-            hint = None
-            if ch == "{":
-                hint = "a '{' that opens a body must end its line; expressions in braces must close on the same line"
-            elif ch == "}":
-                hint = "'}' closes a body and goes on its own line"
-            raise ArchError(f"unexpected character {ch!r}", Loc(e.line, e.column), hint) from None
-        except UnexpectedToken as e:
-            tok = e.token
-            if tok.type == "$END":
-                raise ArchError("unexpected end of file", Loc(max(1, text.count("\n")), 1),
-                                "is a '}' missing?") from None
-            shown = "end of line" if tok.type == "_NL" else repr(str(tok))
-            expected = _describe_expected(e.expected)
-            hint = f"expected {expected}" if expected else None
-            line = text.splitlines()[tok.line - 1] if 0 < tok.line <= text.count("\n") else ""
-            if tok.type == "NUMBER" and re.match(r"\s*input\s+\d+\s*(#.*)?$", line):
-                hint = (f"an input is HxWxC; a vector of {tok} features (the input of an fc layer) is "
-                        f"input 1x1x{tok}")
-            raise ArchError(f"unexpected {shown}", Loc(tok.line, tok.column, max(1, len(str(tok).rstrip()))),
-                            hint) from None
-        except UnexpectedEOF:
-            raise ArchError("unexpected end of file", Loc(max(1, text.count("\n")), 1), "is a '}' missing?") from None
-        except UnexpectedInput as e:  # pragma: no cover - other lark input errors
-            raise ArchError("syntax error", Loc(getattr(e, "line", 1) or 1, getattr(e, "column", 1) or 1)) from None
-        except LarkError as e:  # pragma: no cover
-            raise ArchError(f"syntax error: {e}", Loc(1, 1)) from None
+        while True:
+            try:
+                tree = _parser().parse(text, start="start")
+                break
+            except LarkError as e:
+                err = _syntax_error(e, text)
+                errors.append(err)
+                line = err.diagnostics[0].loc.line
+                if err.diagnostics[0].message == "unexpected end of file" or line in blanked \
+                        or len(errors) >= MAX_ERRORS:
+                    break
+                text = _blank_line(text, line)
+                blanked.add(line)
+        if errors:
+            diagnostics = [d for err in errors for d in err.diagnostics]
+            if len(errors) >= MAX_ERRORS:
+                diagnostics.append(Diagnostic(f"stopping after {MAX_ERRORS} errors"))
+            raise ArchError.many(diagnostics)
         (name_tok, params, loc), stmts = _unwrapped(_Statements(text.splitlines()).transform, tree)
         return Spec(str(name_tok), params, stmts, filename, source, loc)
     except ArchError as err:
         raise err.with_source(filename, source)
+
+
+def _blank_line(text: str, line: int) -> str:
+    """The text with a line that failed to parse emptied, so the lines after it can be parsed. A line
+    that opens a body keeps a body (`1x {`), so the braces after it still balance."""
+    lines = text.split("\n")
+    code = lines[line - 1].split("#")[0].rstrip()
+    lines[line - 1] = "1x {" if code.endswith("{") else ""
+    return "\n".join(lines)
+
+
+def _syntax_error(e, text: str) -> ArchError:
+    """lark's parse error, as a diagnostic."""
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+    if isinstance(e, UnexpectedCharacters):
+        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+        hint = None
+        if ch == "{":
+            hint = "a '{' that opens a body must end its line; expressions in braces must close on the same line"
+        elif ch == "}":
+            hint = "'}' closes a body and goes on its own line"
+        return ArchError(f"unexpected character {ch!r}", Loc(e.line, e.column), hint)
+    if isinstance(e, UnexpectedToken):
+        tok = e.token
+        if tok.type == "$END":
+            return ArchError("unexpected end of file", Loc(max(1, text.count("\n")), 1), "is a '}' missing?")
+        shown = "end of line" if tok.type == "_NL" else repr(str(tok))
+        expected = _describe_expected(e.expected)
+        hint = f"expected {expected}" if expected else None
+        line = text.splitlines()[tok.line - 1] if 0 < tok.line <= text.count("\n") else ""
+        if tok.type == "NUMBER" and re.match(r"\s*input\s+\d+\s*(#.*)?$", line):
+            hint = (f"an input is HxWxC; a vector of {tok} features (the input of an fc layer) is "
+                    f"input 1x1x{tok}")
+        return ArchError(f"unexpected {shown}", Loc(tok.line, tok.column, max(1, len(str(tok).rstrip()))), hint)
+    if isinstance(e, UnexpectedEOF):
+        return ArchError("unexpected end of file", Loc(max(1, text.count("\n")), 1), "is a '}' missing?")
+    if isinstance(e, UnexpectedInput):  # pragma: no cover - other lark input errors
+        return ArchError("syntax error", Loc(getattr(e, "line", 1) or 1, getattr(e, "column", 1) or 1))
+    return ArchError(f"syntax error: {e}", Loc(1, 1))  # pragma: no cover
 
 
 _TERMINAL_WORDS = {

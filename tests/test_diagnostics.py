@@ -214,3 +214,16 @@ def test_the_number_of_errors_is_capped(tmp_path):
 def test_every_row_op_refuses_options_it_does_not_take(tmp_path, row):
     err = check_text(tmp_path, HEAD + row + "\n")
     assert "has no option 'bogus'" in err or "unexpected word 'bogus'" in err
+
+
+def test_every_syntax_error_of_a_text_is_reported(tmp_path):
+    text = ("network t(alpha = 1.0)\ninput 32x32x3\nconv / s2 3x3x3x16 = 3\nconv 1x1x16x16 {x\nresidual {\n"
+            "  conv 1x1x16x16 )\n  conv 1x1x16x16\n}\nconv @ @\nrelu\n")
+    err = check_text(tmp_path, text)
+    assert [ln.split(": error: ")[0] for ln in err.splitlines() if ": error: " in ln] == [
+        "t.arch:3:20", "t.arch:4:17", "t.arch:6:18", "t.arch:9:8"], err
+
+
+def test_an_unclosed_body_is_one_error(tmp_path):
+    err = check_text(tmp_path, HEAD + "residual {\n  relu\n")
+    assert err.count(": error: ") == 1 and "unexpected end of file" in err
