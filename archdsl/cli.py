@@ -89,16 +89,9 @@ def parse_sets(sets: Optional[List[str]]) -> dict[str, Any]:
 def load_spec(path: Path):
     from .syntax import parse
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ArchError(f"no such spec file: {path}") from None
-    except IsADirectoryError:
-        raise ArchError(f"{path} is a folder, not a spec file") from None
-    except UnicodeDecodeError:
-        raise ArchError(f"{path} is not UTF-8 text") from None
-    except OSError as e:
-        raise ArchError(f"cannot read {path}: {e.strerror}") from None
+    from .inputs import read_spec
+
+    text = read_spec(path)
     return parse(text, str(path))
 
 

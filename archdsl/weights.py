@@ -73,21 +73,13 @@ def init_weights(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------- load
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    if not zipfile.is_zipfile(path):
-        raise ArchError("not a readable .npz file (not a zip archive)", None,
-                        "save weights with archdsl.weights.save_npz or np.savez")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except ValueError:  # an object array needs pickle: refused
-        raise ArchError("the file holds pickled objects, which are never loaded", None,
-                        "save plain float arrays: archdsl.weights.save_npz or np.savez") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
-        raise ArchError(f"not a readable .npz file ({type(e).__name__}: {e})") from None
+def _load_npz(path: Path, limit: int) -> dict[str, np.ndarray]:
+    from .inputs import load_npz
+
+    return load_npz(path, limit)
 
 
-def _load_pt(path: Path) -> dict[str, np.ndarray]:
+def _load_pt(path: Path, limit: int) -> dict[str, np.ndarray]:
     try:
         import torch
     except ImportError:
@@ -95,14 +87,19 @@ def _load_pt(path: Path) -> dict[str, np.ndarray]:
                         "pip install 'archdsl[torch]', or convert the weights to .npz") from None
     import pickle
 
+    from .inputs import torch_state
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch_state(path, limit)
     except pickle.UnpicklingError as e:
         # torch's message advises weights_only=False; never repeat that, keep its diagnosis only
-        m = re.search(r"WeightsUnpickler error:\s*(.*?)(?:\.\s|\n|$)", str(e))
+        text = str(e)
+        called = re.search(r"GLOBAL ([\w.]+)", text)
+        m = re.search(r"WeightsUnpickler error:\s*(.*?)(?:\.\s|\n|$)", text)
         detail = m.group(1).strip() if m else type(e).__name__
-        if "global" in detail.lower():
-            raise ArchError(f"refused to load: the file holds code, not just tensors ({detail})", None,
+        if called or "global" in detail.lower():
+            what = f"it calls {called.group(1)}" if called else detail
+            raise ArchError(f"refused to load: the file holds code, not just tensors ({what})", None,
                             "weight files are loaded with torch.load(weights_only=True); save a plain "
                             "model.state_dict() with torch.save") from None
         raise ArchError(f"not a readable PyTorch file ({detail})") from None
@@ -123,17 +120,12 @@ def _load_pt(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _load_onnx(path: Path) -> dict[str, np.ndarray]:
-    try:
-        import onnx
-        from onnx import numpy_helper
-    except ImportError:
-        raise ArchError(f"reading {path.name} needs the onnx package", None,
-                        "pip install 'archdsl[onnx]', or convert the weights to .npz") from None
-    try:
-        model = onnx.load(str(path))
-    except Exception as e:  # protobuf DecodeError and friends
-        raise ArchError(f"not a readable ONNX model ({type(e).__name__})") from None
+def _load_onnx(path: Path, limit: int) -> dict[str, np.ndarray]:
+    from .inputs import onnx_model
+
+    model = onnx_model(path, limit)
+    from onnx import numpy_helper
+
     out: dict[str, np.ndarray] = {}
     for init in model.graph.initializer:
         arr = numpy_helper.to_array(init)
@@ -160,18 +152,28 @@ def check_weights(weights: dict[str, np.ndarray], graph: Graph, source: str = "w
     if missing or unexpected or wrong or bad_type:
         problems = []
         if missing:
-            problems.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
+            problems.append(f"missing keys ({len(missing)}): {_listed(missing)}")
         if unexpected:
-            problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
-        for k, have, need in wrong:
+            problems.append(f"unexpected keys ({len(unexpected)}): {_listed(unexpected)}")
+        for k, have, need in wrong[:LISTED]:
             problems.append(f"shape mismatch for {k}: the file has {_fmt(have)}, the spec needs {_fmt(need)}")
-        for k, dtype in bad_type:
+        if len(wrong) > LISTED:
+            problems.append(f"... and {len(wrong) - LISTED} more shape mismatches")
+        for k, dtype in bad_type[:LISTED]:
             problems.append(f"{k} has dtype {dtype}, expected a floating-point array")
         summary = "; ".join(p.split(":")[0] for p in problems)
         raise ArchError(f"{source} do not match {graph.name}: {summary}", None,
                         "were the weights saved for the same spec and the same --set values?",
                         notes=[(None, p) for p in problems])
     return {k: np.ascontiguousarray(np.asarray(given[k]), dtype=np.float32) for k in wanted}
+
+
+LISTED = 20  # names listed in one message; a file with 10,000 stray keys still gives a short one
+
+
+def _listed(keys: list[str]) -> str:
+    more = f", ... and {len(keys) - LISTED} more" if len(keys) > LISTED else ""
+    return ", ".join(keys[:LISTED]) + more
 
 
 def _fmt(shape: tuple[int, ...]) -> str:
@@ -195,7 +197,11 @@ def _load_checked(path: Path, graph: Graph) -> dict[str, np.ndarray]:
                         "weights are .npz (canonical), .pt (a PyTorch state_dict) or .onnx")
     if not path.is_file():
         raise ArchError("no such weight file" if not path.exists() else "not a file")
-    return check_weights(loader(path), graph, "the weights")
+    from .inputs import check_finite, file_limit
+
+    weights = check_weights(loader(path, file_limit(graph)), graph, "the weights")
+    check_finite(weights, "the weights")
+    return weights
 
 
 # ---------------------------------------------------------------- save

@@ -73,12 +73,16 @@ def params_text(params: dict) -> str:
 
 
 def template_env(subdir: str = ""):
-    """The jinja environment of codegen_templates/<subdir>: strict, no escaping (the templates
-    write code, and every name in it went through its backend's identifier rules)."""
+    """The jinja environment of codegen_templates/<subdir>: strict, no HTML escaping (the
+    templates write code); user text goes in only through codetext's filters (c_comment,
+    py_doc, ...), and every identifier through its backend's identifier rules."""
     import jinja2
 
     from ..resources import templates_dir
+    from .codetext import FILTERS
 
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / subdir)), autoescape=False,
-                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
-                              undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / subdir)), autoescape=False,
+                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters.update(FILTERS)
+    return env

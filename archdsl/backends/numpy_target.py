@@ -27,6 +27,7 @@ import numpy as np
 
 from ..ir import Graph, Node
 from .. import ops
+from . import codetext
 from ..weights import bn_scale_shift
 from .common import check_batch, lowering_for, number, params_text, template_env
 
@@ -197,19 +198,12 @@ class Emitter:
 
     def var(self, tensor: str) -> str:
         if tensor not in self.vars:
-            base = re.sub(r"\W", "_", tensor)
-            if not base.isidentifier() or keyword.iskeyword(base) or base in self._taken:
-                base = "t_" + base
-            name, k = base, 2
-            while name in self._taken:
-                name, k = f"{base}_{k}", k + 1
-            self._taken.add(name)
-            self.vars[tensor] = name
+            self.vars[tensor] = codetext.identifier(tensor, self._taken)
         return self.vars[tensor]
 
     def array(self, key: str, value: np.ndarray) -> str:
         self.arrays[key] = np.ascontiguousarray(value, dtype=np.float32)
-        return f'W["{key}"]'
+        return f"W[{codetext.py_str(key)}]"
 
     def folded_params(self, step) -> tuple[str, str]:
         """References to the BN-folded (weight, bias) of a conv / conv dw / fc step."""
@@ -395,7 +389,7 @@ def generate(graph: Graph, weights: dict, name: str) -> tuple[str, bytes]:
     source = template_env("numpy").get_template("module.py.j2").render(
         name=name,
         network=graph.name,
-        spec=Path(graph.source_name).name,
+        spec=codetext.source_label(graph.source_name),
         params=_spec_params(graph),
         input_shape=_lit(tuple(graph.input_shape.chw)),
         output_shape=_lit(tuple(out.chw)),

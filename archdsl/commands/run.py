@@ -13,22 +13,13 @@ import typer
 from ..errors import ArchError
 
 
-def read_input(path: Path):
+def read_input(path: Path, graph):
+    """The input array of `path` (a plain .npy of at most inputs.INPUT_IMAGES images of `graph`)."""
     import numpy as np
 
-    try:
-        x = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ArchError(f"no such input file: {path}") from None
-    except IsADirectoryError:
-        raise ArchError(f"{path} is a folder, not a .npy file") from None
-    except ValueError as e:
-        raise ArchError(f"{path} is not a plain .npy array ({str(e).splitlines()[0]})", None,
-                        "save the input with numpy.save(path, x) (pickled objects are never loaded)") from None
-    except OSError as e:
-        raise ArchError(f"cannot read {path}: {e.strerror or e}") from None
-    if hasattr(x, "files"):  # an .npz
-        raise ArchError(f"{path} is an .npz archive; give one array as .npy")
+    from ..inputs import input_limit, load_npy
+
+    x = load_npy(path, input_limit(graph))
     if not np.issubdtype(x.dtype, np.number):
         raise ArchError(f"{path} holds {x.dtype} values, not numbers")
     return x.astype(np.float32)
@@ -101,7 +92,7 @@ def register(app: typer.Typer) -> None:
         graph = load_graph(spec, set_)
         w = get_weights(graph, weights, seed)
         if input_ is not None:
-            x = check_shape(graph, read_input(input_))
+            x = check_shape(graph, read_input(input_, graph))
         else:
             x = np.random.default_rng(seed).standard_normal((1, *graph.input_shape.chw)).astype(np.float32)
             typer.echo(f"input: one seeded standard-normal image {graph.input_shape} (give one with --input)")

@@ -26,7 +26,10 @@ __all__ = ["READERS", "ImportResult", "ModelGraph", "import_int8_weights", "impo
            "read_model", "render_table"]
 
 
-def read_model(path) -> ModelGraph:
+def read_model(path, limit: int | None = None) -> ModelGraph:
+    """The model at `path` (at most `limit` bytes; default inputs.DEFAULT_LIMIT). Raises ArchError."""
+    from ..inputs import DEFAULT_LIMIT
+
     path = Path(path)
     module = READERS.get(path.suffix.lower())
     if module is None:
@@ -40,7 +43,7 @@ def read_model(path) -> ModelGraph:
         raise ArchError("no such model file" if not path.exists() else "not a file")
     reader = importlib.import_module(module)
     try:
-        return reader.read(path)
+        return reader.read(path, DEFAULT_LIMIT if limit is None else limit)
     except ArchError:
         raise
     except Exception as e:  # a file the reader's library parsed but that breaks an assumption
@@ -50,15 +53,20 @@ def read_model(path) -> ModelGraph:
 
 def import_weights(graph, path) -> ImportResult:
     """Read the model at `path` and map its tensors onto `graph`'s parameters. Raises ArchError."""
-    return match(graph, read_model(path))
+    from ..inputs import check_finite, file_limit
+
+    result = match(graph, read_model(path, file_limit(graph)))
+    check_finite(result.weights, f"the weights of {Path(path).name}")
+    return result
 
 
 def import_int8_weights(graph, path):
     """(ImportResult, int8 weight dict, {IR tensor: model tensor}) of a full-int8 model at `path`,
     its quantization kept exactly (importers/int8.py). Raises ArchError, also for a float model."""
+    from ..inputs import file_limit
     from .int8 import import_int8
 
-    model = read_model(path)
+    model = read_model(path, file_limit(graph))
     if not is_int8_model(model):
         raise ArchError(f"{Path(path).name} is not a full-int8 model (its input is float)", None,
                         "float models import into float weights: archdsl import SPEC MODEL -o float.npz")

@@ -14,20 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArchError
+from ..inputs import DEFAULT_LIMIT, open_h5
 from .structure import ModelGraph, ModelOp, ModelTensor, conv_kind, format_names
 
 FORMAT = "Keras .h5"
 
 ACTIVATIONS = {"linear": None, **format_names("keras")}  # Keras activation name -> kind
-
-
-def _h5py():
-    try:
-        import h5py
-    except ImportError:
-        raise ArchError("reading .h5 files needs the Python package 'h5py'", None,
-                        "pip install 'archdsl[import]'") from None
-    return h5py
 
 
 def _text(value) -> str:
@@ -43,13 +35,8 @@ def _pair(v, what: str) -> tuple[int, int]:
 
 
 class _Reader:
-    def __init__(self, path: Path):
-        h5py = _h5py()
-        try:
-            self.file = h5py.File(path, "r")
-        except OSError:
-            raise ArchError(f"{path.name} is not an HDF5 file", None,
-                            "models are .tflite, .h5 (Keras) or .onnx") from None
+    def __init__(self, path: Path, limit: int):
+        self.file = open_h5(path, limit)
         if "model_config" not in self.file.attrs:
             raise ArchError(f"{path.name} has no model configuration (a weights-only file?)", None,
                             "save the whole model: model.save('model.h5')")
@@ -315,9 +302,9 @@ HANDLERS = {
 }
 
 
-def read(path) -> ModelGraph:
+def read(path, limit: int = DEFAULT_LIMIT) -> ModelGraph:
     """The ModelGraph of a Keras .h5 full model."""
-    r = _Reader(Path(path))
+    r = _Reader(Path(path), limit)
     try:
         return r.read()
     finally:

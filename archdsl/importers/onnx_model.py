@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArchError
+from ..inputs import DEFAULT_LIMIT, onnx_model
 from .structure import ModelGraph, ModelOp, ModelTensor, conv_kind, format_names
 
 FORMAT = "ONNX"
@@ -34,13 +35,9 @@ def _onnx():
 
 
 class _Reader:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, limit: int):
         onnx, self.nh = _onnx()
-        try:
-            self.model = onnx.load(str(path))
-        except Exception as e:  # protobuf DecodeError and friends
-            raise ArchError(f"{path.name} is not a readable ONNX model ({type(e).__name__})", None,
-                            "models are .tflite, .h5 (Keras) or .onnx") from None
+        self.model = onnx_model(path, limit)
         self.graph = self.model.graph
         self.consts: dict[str, np.ndarray] = {i.name: self.nh.to_array(i) for i in self.graph.initializer}
         self.ops: list[ModelOp] = []
@@ -272,6 +269,6 @@ HANDLERS = {
 }
 
 
-def read(path) -> ModelGraph:
+def read(path, limit: int = DEFAULT_LIMIT) -> ModelGraph:
     """The ModelGraph of a float .onnx model."""
-    return _Reader(Path(path)).read()
+    return _Reader(Path(path), limit).read()

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArchError
+from ..inputs import DEFAULT_LIMIT, read_bytes
 from .structure import ModelGraph, ModelOp, ModelTensor, format_names
 
 FORMAT = "TFLite"
@@ -71,9 +72,9 @@ def _names(enum) -> dict[int, str]:
 
 
 class _Reader:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, limit: int):
         self.fb = fb = _fb()
-        self.buf = path.read_bytes()
+        self.buf = read_bytes(path, limit, "model file")
         if len(self.buf) < 8 or self.buf[4:8] != b"TFL3":
             raise ArchError(f"{path.name} is not a TFLite model (no TFL3 identifier)", None,
                             "models are .tflite, .h5 (Keras) or .onnx")
@@ -365,6 +366,6 @@ HANDLERS = {
 }
 
 
-def read(path) -> ModelGraph:
+def read(path, limit: int = DEFAULT_LIMIT) -> ModelGraph:
     """The ModelGraph of a float .tflite file."""
-    return _Reader(Path(path)).read()
+    return _Reader(Path(path), limit).read()

@@ -1,0 +1,314 @@
+"""Untrusted input stays data: file names never become code, readers are bounded and refuse
+files that point outside themselves, weights with NaN are refused by name."""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tracemalloc
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from archdsl.cli import app
+from archdsl.errors import ArchError
+
+runner = CliRunner()
+
+TINY = """network tiny(classes = 4)
+input 8x8x3
+after conv: bn relu
+conv / s2     3x3x3x8      # first conv
+conv dw / s1  3x3x8 dw
+avg pool / s4 4x4
+fc / s1       8x{classes}
+softmax / s1
+"""
+
+
+def cli(*args, cwd=None):
+    old = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        return runner.invoke(app, [str(a) for a in args])
+    finally:
+        os.chdir(old)
+
+
+def no_traceback(res):
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    assert "Traceback" not in res.output
+
+
+def hostile_spec(tmp_path: Path, stem: str, text: str = TINY) -> Path:
+    path = tmp_path / (stem + ".arch")
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------- names never become code
+
+PY_INJECTION = 'x""";__import__("os").system("touch PWNED");"""'
+NEWLINE_INJECTION = 'x\n$(shell touch PWNED)\nall:\n\ttouch PWNED\n#'
+
+
+@pytest.mark.parametrize("targets", ["numpy", "torch"])
+def test_spec_file_name_is_not_code_in_python_targets(tmp_path, targets):
+    spec = hostile_spec(tmp_path, PY_INJECTION)
+    res = cli("verify", spec, "--targets", targets, cwd=tmp_path)
+    no_traceback(res)
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "PWNED").exists()
+    res = cli("run", spec, "--target", targets, cwd=tmp_path)
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_spec_file_name_is_not_code_in_the_makefile(tmp_path):
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    spec = hostile_spec(tmp_path, NEWLINE_INJECTION)
+    out = tmp_path / "c"
+    res = cli("compile", spec, "-t", "c", "-o", out, cwd=tmp_path)
+    assert res.exit_code == 0, res.output
+    proc = subprocess.run(["make", "-n"], cwd=out, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "PWNED").exists() and not (out / "PWNED").exists()
+    assert "touch PWNED" not in proc.stdout
+
+
+def test_codetext_escapes_each_language():
+    from archdsl.backends import codetext as t
+
+    hostile = 'a */ b """ c \\N{x} \n d \r e \x00 f \u202e g \u2028 h ??/ $(shell id)\\'
+    for out in (t.c_comment(hostile), t.py_comment(hostile), t.py_doc(hostile), t.make_comment(hostile)):
+        assert not any(ch in out for ch in "\n\r\x00\u202e\u2028")
+    assert "*/" not in t.c_comment(hostile) and "??/" not in t.c_comment(hostile)
+    assert not t.make_comment(hostile).endswith("\\")
+    doc = t.py_doc(hostile)
+    assert eval('"""' + doc + '"""') == t.plain(hostile)  # a docstring that reads back as the plain text
+    assert eval(t.py_str(hostile)) == hostile
+    assert t.c_str('a"b\n').startswith('"a\\"b\\012')
+
+
+# ---------------------------------------------------------------- bounded readers
+
+def test_check_dev_zero_is_refused_quickly(tmp_path):
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero")
+    res = cli("check", "/dev/zero")
+    no_traceback(res)
+    assert res.exit_code == 1 and "more than a spec file may" in res.output
+
+
+def test_non_utf8_spec_reports_its_position(tmp_path):
+    spec = tmp_path / "bad.arch"
+    spec.write_bytes(b"network a()\ninput 8x8x3\nconv / s1 3x3x3x4  # caf\xe9\n")
+    res = cli("check", spec)
+    assert res.exit_code == 1
+    assert f"{spec}:3:25: error: not UTF-8 text (byte 0xe9)" in res.output
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _npz(tmp_path, members: dict[str, bytes], compress=zipfile.ZIP_STORED) -> Path:
+    path = tmp_path / "w.npz"
+    with zipfile.ZipFile(path, "w", compression=compress) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_truncated_npz_member_is_reported_as_truncated(tmp_path):
+    from archdsl.inputs import load_npz
+
+    path = _npz(tmp_path, {"a.npy": _npy(np.ones((4, 4), np.float32))[:-8]})
+    with pytest.raises(ArchError) as e:
+        load_npz(path, 1 << 20)
+    assert "member 'a.npy' is truncated" in e.value.render() and "pickled" not in e.value.render()
+
+
+def test_npz_zip_bomb_is_read_no_further_than_its_header_says(tmp_path):
+    from archdsl.inputs import load_npz
+
+    header = _npy(np.zeros(4, np.float32))
+    path = _npz(tmp_path, {"a.npy": header + bytes(64 << 20)}, zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        out = load_npz(path, 1 << 20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out["a"].shape == (4,) and peak < 8 << 20
+
+
+def test_npy_header_claiming_a_huge_array_is_refused_before_allocating(tmp_path):
+    from archdsl.inputs import load_npz
+
+    fake = io.BytesIO()
+    np.lib.format.write_array_header_1_0(fake, {"descr": "<f4", "fortran_order": False,
+                                                "shape": (100000000, 3, 224, 224)})
+    path = _npz(tmp_path, {"a.npy": fake.getvalue() + bytes(64)})
+    with pytest.raises(ArchError) as e:
+        load_npz(path, 1 << 20)
+    assert "declares shape (100000000, 3, 224, 224)" in e.value.render()
+
+
+def test_run_input_npy_claiming_1e8_images_is_refused(tmp_path):
+    spec = hostile_spec(tmp_path, "tiny")
+    fake = tmp_path / "x.npy"
+    with open(fake, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False,
+                                                 "shape": (100000000, 3, 8, 8)})
+        f.write(bytes(1024))
+    res = cli("run", spec, "--target", "numpy", "--input", fake)
+    no_traceback(res)
+    assert res.exit_code == 1 and "declares shape (100000000, 3, 8, 8)" in res.output
+
+
+def test_too_many_unexpected_keys_give_a_short_message(tmp_path):
+    from archdsl.weights import npz_bytes
+
+    spec = hostile_spec(tmp_path, "tiny")
+    path = tmp_path / "w.npz"
+    path.write_bytes(npz_bytes({f"extra{i}": np.zeros(1, np.float32) for i in range(10000)}))
+    res = cli("compile", spec, "-t", "numpy", "-o", tmp_path / "o", "--weights", path)
+    assert res.exit_code == 1
+    assert "unexpected keys (10000)" in res.output and "and 9980 more" in res.output
+    assert len(res.output) < 5000
+
+
+# ---------------------------------------------------------------- files pointing outside themselves
+
+def _secret(tmp_path) -> Path:
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(8, dtype=np.float32).tobytes())
+    return secret
+
+
+def test_h5_external_storage_is_refused(tmp_path):
+    import h5py
+
+    from archdsl.inputs import open_h5
+
+    secret = _secret(tmp_path)
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("model_weights/conv/kernel", shape=(8,), dtype="<f4", external=[(str(secret), 0, 32)])
+    with pytest.raises(ArchError) as e:
+        open_h5(path, 1 << 20)
+    assert "external file" in e.value.render() and "secret.bin" in e.value.render()
+
+
+def test_h5_virtual_dataset_is_refused(tmp_path):
+    import h5py
+
+    from archdsl.inputs import open_h5
+
+    src = tmp_path / "src.h5"
+    with h5py.File(src, "w") as f:
+        f["data"] = np.arange(8, dtype=np.float32)
+    layout = h5py.VirtualLayout(shape=(8,), dtype="<f4")
+    layout[:] = h5py.VirtualSource(str(src), "data", shape=(8,))
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as f:
+        f.create_virtual_dataset("model_weights/v", layout)
+    with pytest.raises(ArchError) as e:
+        open_h5(path, 1 << 20)
+    assert "is virtual" in e.value.render()
+
+
+def test_h5_external_link_is_refused(tmp_path):
+    import h5py
+
+    from archdsl.inputs import open_h5
+
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["data"] = np.arange(8, dtype=np.float32)
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as f:
+        f["model_weights/link"] = h5py.ExternalLink(str(other), "/data")
+    with pytest.raises(ArchError) as e:
+        open_h5(path, 1 << 20)
+    assert "external link" in e.value.render()
+
+
+def test_h5_external_storage_through_import_is_refused(tmp_path):
+    import h5py
+
+    spec = hostile_spec(tmp_path, "tiny")
+    secret = _secret(tmp_path)
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = '{"class_name": "Sequential", "config": {"layers": []}}'
+        f.create_dataset("model_weights/conv/kernel", shape=(8,), dtype="<f4", external=[(str(secret), 0, 32)])
+    res = cli("import", spec, path, "-o", tmp_path / "w.npz")
+    no_traceback(res)
+    assert res.exit_code == 1 and "refused" in res.output and "external file" in res.output
+
+
+def test_onnx_external_data_refused_with_its_reason(tmp_path):
+    from onnx import TensorProto, helper
+
+    t = helper.make_tensor("conv1.conv.weight", TensorProto.FLOAT, [2], [0.0, 0.0])
+    t.data_location = TensorProto.EXTERNAL
+    t.ClearField("float_data")
+    t.external_data.add(key="location", value="../../etc/passwd")
+    graph = helper.make_graph([], "g", [], [], initializer=[t])
+    path = tmp_path / "m.onnx"
+    path.write_bytes(helper.make_model(graph).SerializeToString())
+    spec = hostile_spec(tmp_path, "tiny")
+    for args in (("compile", spec, "-t", "numpy", "-o", tmp_path / "o", "--weights", path),
+                 ("import", spec, path, "-o", tmp_path / "w.npz")):
+        res = cli(*args)
+        no_traceback(res)
+        assert res.exit_code == 1
+        assert "external file '../../etc/passwd'" in res.output and "never reads" in res.output
+
+
+# ---------------------------------------------------------------- weights' values
+
+def test_nan_weights_are_refused_naming_the_file_and_tensor(tmp_path):
+    from archdsl.weights import init_weights, npz_bytes
+
+    from conftest import parse_text
+
+    spec = hostile_spec(tmp_path, "tiny")
+    w = init_weights(parse_text(TINY), 0)
+    w["fc1.bias"] = w["fc1.bias"].copy()
+    w["fc1.bias"][1] = np.nan
+    path = tmp_path / "nan.npz"
+    path.write_bytes(npz_bytes(w))
+    for target in ("numpy", "c"):
+        res = cli("compile", spec, "-t", target, "-o", tmp_path / target, "--weights", path)
+        assert res.exit_code == 1
+        assert "nan.npz" in res.output and "fc1.bias" in res.output and "NaN" in res.output
+
+
+def test_malicious_pt_is_reported_as_holding_code(tmp_path):
+    import torch
+
+    marker = tmp_path / "PWNED"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"a": Evil()}, path)
+    spec = hostile_spec(tmp_path, "tiny")
+    res = cli("compile", spec, "-t", "numpy", "-o", tmp_path / "o", "--weights", path)
+    assert res.exit_code == 1 and "holds code" in res.output and "posix.system" in res.output
+    assert not marker.exists()
