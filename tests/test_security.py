@@ -312,3 +312,134 @@ def test_malicious_pt_is_reported_as_holding_code(tmp_path):
     res = cli("compile", spec, "-t", "numpy", "-o", tmp_path / "o", "--weights", path)
     assert res.exit_code == 1 and "holds code" in res.output and "posix.system" in res.output
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------- all-or-nothing output
+
+def test_a_failed_rename_mid_swap_leaves_the_previous_output_whole(tmp_path, monkeypatch):
+    from archdsl import fsutil
+
+    out = tmp_path / "out"
+    old = {"net.h": "old h\n", "net.c": "old c\n", "net_weights.c": "old w\n", "sub/x.c": "old x\n"}
+    fsutil.write_files_atomically(out, old)
+    real_replace = os.replace
+    calls = []
+
+    def failing_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 5:  # net.h and net.c swapped (2 renames each), then the weights fail
+            raise OSError(5, "Input/output error")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(fsutil.os, "replace", failing_replace)
+    new = {"net.h": "new h\n", "net.c": "new c\n", "net_weights.c": "new w\n", "sub/x.c": "new x\n", "added": "n"}
+    with pytest.raises(ArchError, match="Input/output error"):
+        fsutil.write_files_atomically(out, new)
+    monkeypatch.setattr(fsutil.os, "replace", real_replace)
+    assert {p.relative_to(out).as_posix(): p.read_text() for p in out.rglob("*") if p.is_file()} == old
+    assert sorted(p.name for p in out.iterdir()) == ["net.c", "net.h", "net_weights.c", "sub"]
+
+
+def test_a_run_killed_mid_swap_is_rolled_back_by_the_next(tmp_path):
+    from archdsl import fsutil
+
+    out = tmp_path / "out"
+    fsutil.write_files_atomically(out, {"a.c": "old a", "b.c": "old b"})
+    # the state a SIGKILL leaves after a.c was swapped and b.c's journal line was written
+    tmp = out / f"{fsutil.TMP_PREFIX}999999999-dead"
+    (tmp / fsutil.BACKUP).mkdir(parents=True)
+    os.replace(out / "a.c", tmp / fsutil.BACKUP / "a.c")
+    (out / "a.c").write_text("new a")
+    (tmp / "b.c").write_text("new b")
+    (tmp / fsutil.JOURNAL).write_text("a.c\nb.c\n")
+    fsutil.clean_leftovers(out)
+    assert (out / "a.c").read_text() == "old a" and (out / "b.c").read_text() == "old b"
+    assert sorted(p.name for p in out.iterdir()) == ["a.c", "b.c"]
+
+
+def test_leftover_temporary_folders_of_killed_runs_are_removed(tmp_path):
+    from archdsl import fsutil
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for leftover in (out / f"{fsutil.TMP_PREFIX}999999999-x", tmp_path / f"{fsutil.TMP_PREFIX}999999998-y",
+                     tmp_path / ".out.tmp-abc123"):
+        leftover.mkdir()
+        (leftover / "big.c").write_bytes(bytes(1000))
+    alive = out / f"{fsutil.TMP_PREFIX}{os.getppid()}-busy"  # a running process's folder is kept
+    alive.mkdir()
+    fsutil.write_files_atomically(out, {"a.c": "x"})
+    assert sorted(p.name for p in out.iterdir()) == sorted(["a.c", alive.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_killed_compile_leaves_the_old_output_and_the_next_run_cleans_up(tmp_path):
+    import signal
+    import sys
+    import time
+
+    spec = hostile_spec(tmp_path, "tiny")
+    out = tmp_path / "np"
+    assert cli("compile", spec, "-t", "numpy", "-o", out).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code = ("import time, archdsl.fsutil as f\n"
+            "real = f.os.fsync\n"
+            "def slow(fd):\n    real(fd); time.sleep(30)\n"
+            "f.os.fsync = slow\n"
+            f"f.write_files_atomically({str(out)!r}, {{'tiny.py': 'new', 'tiny.npz': b'new'}})\n")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 30
+    while time.time() < deadline and not any(p.name.startswith(".archdsl-tmp-") for p in out.iterdir()):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")} == before
+    assert cli("compile", spec, "-t", "numpy", "-o", out).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_output_through_a_symlink_and_a_dangling_symlink(tmp_path):
+    spec = hostile_spec(tmp_path, "tiny")
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    assert cli("compile", spec, "-t", "numpy", "-o", tmp_path / "link").exit_code == 0
+    assert (real / "tiny.py").is_file() and (tmp_path / "link").is_symlink()
+    assert cli("compile", spec, "-t", "numpy", "-o", tmp_path / "link").exit_code == 0  # over the old output
+    (tmp_path / "dangling").symlink_to(tmp_path / "later" / "np")
+    res = cli("compile", spec, "-t", "numpy", "-o", tmp_path / "dangling")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "later" / "np" / "tiny.py").is_file()
+
+
+def test_the_temporary_folder_is_inside_an_existing_output(tmp_path, monkeypatch):
+    """So that a mount point, or an output whose parent is read-only, can still be swapped."""
+    import tempfile
+
+    from archdsl import fsutil
+
+    out = tmp_path / "out"
+    out.mkdir()
+    made = []
+    real = tempfile.mkdtemp
+
+    def spy(*args, **kwargs):
+        made.append(Path(kwargs["dir"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fsutil.tempfile, "mkdtemp", spy)
+    fsutil.write_files_atomically(out, {"a": "1"})
+    assert made == [out]
+
+
+@pytest.mark.parametrize("target", ["numpy", "onnx", "c"])
+def test_bad_output_names_are_diagnostics(tmp_path, target):
+    spec = hostile_spec(tmp_path, "tiny")
+    for args in (("--name", "../escape"), ("--name", "n" * 300), ("-o", tmp_path / ("d" * 300))):
+        opts = ("-o", tmp_path / "o") if args[0] == "--name" else ()
+        res = cli("compile", spec, "-t", target, *opts, *args)
+        no_traceback(res)
+        assert res.exit_code == 1 and "error:" in res.output, res.output
+    assert not (tmp_path.parent / "escape.py").exists()
