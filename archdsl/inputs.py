@@ -36,10 +36,18 @@ DEFAULT_LIMIT = 1 << 30       # when no spec says how big a file may be
 INPUT_IMAGES = 4096           # the most images `run` reads from one .npy
 
 
+def count_text(n: int) -> str:
+    """1,234,567 or, past 10^15, 1.23e+21 (exact digits of a 300-digit count help no one)."""
+    if n < 10**15:
+        return f"{n:,}"
+    digits = str(n)
+    return f"{digits[0]}.{digits[1:3]}e+{len(digits) - 1}"
+
+
 def size_text(n: int) -> str:
     for unit, step in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= step:
-            return f"{n / step:,.1f} {unit}"
+            return f"{n / step:,.1f} {unit}" if n < step << 40 else f"{count_text(n // step)} {unit}"
     return f"{n:,} bytes"
 
 
@@ -107,7 +115,7 @@ def _read_array(f, where: str, budget: int) -> np.ndarray:
     """One .npy stream: the header, then exactly the bytes it declares (no more is read)."""
     shape, fortran, dtype = _npy_header(f, where)
     if dtype.hasobject:
-        raise ArchError(f"{where} holds pickled objects, which are never loaded", None,
+        raise ArchError(f"{where} is not a plain .npy array: it holds pickled objects, which are never loaded", None,
                         "save plain float arrays: archdsl.weights.save_npz or np.savez")
     count = 1
     for d in shape:
@@ -153,7 +161,7 @@ def load_npz(path, limit: int) -> dict[str, np.ndarray]:
 
 
 def load_npy(path, limit: int) -> np.ndarray:
-    data = read_bytes(path, limit, "input array")
+    data = read_bytes(path, limit, "input file")
     if data[:2] == b"PK":
         raise ArchError(f"{path} is an .npz archive; give one array as .npy")
     return _read_array(io.BytesIO(data), str(path), limit)

@@ -55,7 +55,7 @@ def _layer_rows(graph: Graph) -> tuple[list[str], list[list[str]]]:
     total = sum(n.macs for n in graph.nodes) or 1
     head = ["layer", "line", "op", "input", "output", "params", "mult-adds", "share", "out bytes"]
     rows = [[r.name, str(r.line), r.op, str(r.in_shape), str(r.out_shape), _int(r.params), _int(r.macs),
-             f"{100.0 * r.macs / total:.2f}%", _int(r.activation_bytes)] for r in layer_costs(graph)]
+             f"{100 * r.macs / total:.2f}%", _int(r.activation_bytes)] for r in layer_costs(graph)]
     return head, rows
 
 

@@ -61,7 +61,11 @@ def init_weights(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     BN: γ ~ U(0.5, 1.5), β ~ N(0, 0.1), running_mean ~ N(0, 0.1), running_var ~ U(0.5, 1.5),
     so that folding BN into the conv before it is really exercised.
     Draws happen in float64 and are cast, so the values are the same on every machine.
+    A graph too large to build is refused first (limits.check_buildable).
     """
+    from .limits import check_buildable
+
+    check_buildable(graph)
     out: dict[str, np.ndarray] = {}
     for node in graph.nodes:
         for local, spec in node.params.items():
@@ -183,6 +187,9 @@ def _fmt(shape: tuple[int, ...]) -> str:
 def load_weights(path, graph: Graph) -> dict[str, np.ndarray]:
     """Read `.npz` (canonical), `.pt`/`.pth` (a PyTorch state_dict, weights_only) or `.onnx`
     (float initializers by name) and check it against `graph`. Raises ArchError on any mismatch."""
+    from .limits import check_buildable
+
+    check_buildable(graph)
     path = Path(path)
     try:
         return _load_checked(path, graph)

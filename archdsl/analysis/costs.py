@@ -99,6 +99,6 @@ def by_type(graph: Graph) -> list[dict]:
         entry[1] += weights
     total_macs = sum(v[0] for v in acc.values()) or 1
     total_params = sum(v[1] for v in acc.values()) or 1
-    out = [{"type": t, "macs": m, "macs_pct": 100.0 * m / total_macs, "params": p,
-            "params_pct": 100.0 * p / total_params} for t, (m, p) in acc.items()]
+    out = [{"type": t, "macs": m, "macs_pct": 100 * m / total_macs, "params": p,
+            "params_pct": 100 * p / total_params} for t, (m, p) in acc.items()]
     return sorted(out, key=lambda r: -r["macs"])

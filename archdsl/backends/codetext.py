@@ -25,7 +25,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-MAX_TEXT = 200  # user text longer than this is cut in comments (a 5,000-character name stays readable)
+MAX_TEXT = 1000  # user text longer than this is cut in comments (a 5,000-character name stays readable)
 
 
 def _escape(ch: str) -> str:

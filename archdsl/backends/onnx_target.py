@@ -27,6 +27,7 @@ from ..errors import ArchError
 from .. import ops
 from ..ir import Graph, Node
 from .common import check_batch, lowering_for, params_text
+from .codetext import plain, source_label
 
 NAME = "onnx"
 EXTRA = "onnx"
@@ -110,12 +111,12 @@ class Emitter:
 
 
 def _source_name(graph: Graph) -> str:
-    return Path(graph.source_name.replace("\\", "/")).name  # never an absolute path in the file
+    return plain(source_label(graph.source_name))
 
 
 def _doc_for(graph: Graph, node: Node) -> str:
     text = " ".join(node.row.text.split())
-    doc = f"{_source_name(graph)}:{node.row.line}: {text} | out {node.out_shape}"
+    doc = plain(f"{_source_name(graph)}:{node.row.line}: {text} | out {node.out_shape}")
     return doc + (f", {node.macs} mult-adds" if node.macs else "")
 
 
@@ -211,6 +212,8 @@ def build_model(graph: Graph, weights: dict[str, np.ndarray]):
         lower = lowering_for(LOWERINGS, node.op, "onnx", node.name)
         e._doc = _doc_for(graph, node)
         lower(e, node)
+    if not graph.nodes:  # a network of no layers (a repeat n=0): the output is the input
+        e.nodes.append(helper.make_node("Identity", [INPUT], [OUTPUT], name="identity"))
 
     def value_info(name: str, shape) -> "onnx.ValueInfoProto":
         c, h, w = shape.chw

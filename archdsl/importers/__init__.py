@@ -54,7 +54,9 @@ def read_model(path, limit: int | None = None) -> ModelGraph:
 def import_weights(graph, path) -> ImportResult:
     """Read the model at `path` and map its tensors onto `graph`'s parameters. Raises ArchError."""
     from ..inputs import check_finite, file_limit
+    from ..limits import check_buildable
 
+    check_buildable(graph)
     result = match(graph, read_model(path, file_limit(graph)))
     check_finite(result.weights, f"the weights of {Path(path).name}")
     return result

@@ -13,13 +13,13 @@ import numpy as np
 
 from ...errors import ArchError
 from ..common import check_batch
-from .toolchain import HOST_OPT, SANITIZE_FLAGS, WARN_FLAGS, host_cc, unavailable
+from .toolchain import HOST_OPT, SANITIZE_FLAGS, WARN_FLAGS, file_base, host_cc, unavailable
 
 # ---------------------------------------------------------------- building
 
 def model_sources(outdir: Path, name: str) -> list[Path]:
     """The model's own C files (not the harnesses), in a fixed order."""
-    outdir = Path(outdir)
+    outdir, name = Path(outdir), file_base(name)
     rt = sorted(p for p in outdir.glob("rt_*.c"))
     return [outdir / f"{name}.c", outdir / f"{name}_weights.c", *rt]
 
@@ -131,7 +131,7 @@ def _read_trace(data: bytes) -> dict[str, np.ndarray]:
 
 def read_shapes(outdir, name: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """(input CHW, output CHW) from the generated header, so `run` needs only the folder."""
-    path = Path(outdir) / f"{name}.h"
+    path = Path(outdir) / f"{file_base(name)}.h"
     if not path.is_file():
         raise ArchError(f"{path} is missing: was the folder written by `archdsl compile --target c`?")
     text = path.read_text(encoding="utf-8")

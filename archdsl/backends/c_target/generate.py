@@ -5,10 +5,11 @@ import re
 from pathlib import Path
 
 from ...errors import ArchError
+from .. import codetext
 from ..common import lowering_for, params_text, template_env
-from .lowering import LOWERINGS, Emitter, _comment, activation_enum, c_floats, c_ident
+from .lowering import LOWERINGS, Emitter, activation_enum, c_floats, c_ident
 from .toolchain import (ARM_CC, ARM_SIZE, HOST_OPT, MCU_LDFLAGS, MCU_LIBS, MCU_OPT, MCUS, QEMU, RUNTIME_HEADER,
-                        WARN_FLAGS, templates)
+                        WARN_FLAGS, file_base, templates)
 
 # ---------------------------------------------------------------- compile
 
@@ -21,7 +22,7 @@ def _step_comment(step) -> str:
     text = f"{n.name}: line {row.line} `{row.text.strip()}`: {ins} -> {step.out_shape}, {macs:,} mult-adds"
     if fused:
         text += " (" + ", ".join(fused) + ")"
-    return _comment(text)
+    return text  # escaped by the template's c_comment
 
 
 ACT_MARKER = "@ARCH_ACT_VALUES@"  # in archdsl_rt.h: where the registry's activations go
@@ -50,6 +51,7 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
         raise ArchError(f"'{name}' cannot name the generated C files", None,
                         "use letters, digits, '_', '-' and '.', e.g. --name my_net")
+    name = file_base(name)
     prefix = prefix if prefix is not None else c_ident(name)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
         raise ArchError(f"--prefix '{prefix}' is not a C identifier, so it cannot prefix the generated API",
@@ -77,7 +79,7 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
     runtime = sorted(e.runtime)
     inp, out = graph.input_shape, graph.output_shape
     ctx = {
-        "name": name, "p": prefix, "P": prefix.upper(), "graph": graph, "spec": Path(graph.source_name).name,
+        "name": name, "p": prefix, "P": prefix.upper(), "graph": graph, "spec": codetext.source_label(graph.source_name),
         "params": params_text(graph.params),
         "inp": inp, "out": out, "arena_bytes": plan.arena_bytes, "arena_floats": plan.arena_bytes // 4,
         "calls": calls, "tensors": tensors, "arrays": e.arrays, "runtime": runtime,
@@ -88,14 +90,18 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
         "mcu_opt": " ".join(MCU_OPT), "mcu_ldflags": " ".join(MCU_LDFLAGS), "mcu_libs": " ".join(MCU_LIBS),
         "mcus": MCUS, "arm_cc": ARM_CC, "arm_size": ARM_SIZE, "qemu": QEMU,
     }
+
+    def render(template: str) -> str:
+        return env.get_template(template).render(ctx)
+
     files: dict[str, str] = {
-        f"{name}.h": env.get_template("model.h.j2").render(ctx),
-        f"{name}.c": env.get_template("model.c.j2").render(ctx),
-        f"{name}_weights.h": env.get_template("weights.h.j2").render(ctx),
-        f"{name}_weights.c": env.get_template("weights.c.j2").render(ctx),
-        "main.c": env.get_template("main.c.j2").render(ctx),
-        "Makefile": env.get_template("Makefile.j2").render(ctx),
-        "mcu/mcu_main.c": env.get_template("mcu/mcu_main.c.j2").render(ctx),
+        f"{name}.h": render("model.h.j2"),
+        f"{name}.c": render("model.c.j2"),
+        f"{name}_weights.h": render("weights.h.j2"),
+        f"{name}_weights.c": render("weights.c.j2"),
+        "main.c": render("main.c.j2"),
+        "Makefile": render("Makefile.j2"),
+        "mcu/mcu_main.c": render("mcu/mcu_main.c.j2"),
     }
     for f in (RUNTIME_HEADER, *runtime):
         files[f] = runtime_text(f)

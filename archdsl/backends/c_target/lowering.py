@@ -13,6 +13,7 @@ from ...errors import ArchError
 from ...weights import bn_scale_shift
 from ..common import number
 from . import layout
+from ..codetext import identifier
 
 ALWAYS = ("rt_act.c",)  # every kernel's epilogue
 
@@ -22,6 +23,9 @@ ALWAYS = ("rt_act.c",)  # every kernel's epilogue
 def c_ident(name: str) -> str:
     s = re.sub(r"[^0-9A-Za-z_]", "_", name)
     return s if s and not s[0].isdigit() else "_" + s
+
+
+MAX_IDENT = 63  # C99's significant characters of an external identifier: longer names get a digest
 
 
 def c_float(v: float) -> str:
@@ -37,10 +41,6 @@ def c_floats(values: np.ndarray, per_line: int = 8, indent: str = "    ") -> str
     items = [c_float(v) for v in flat.astype(np.float64).tolist()]
     lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
     return ",\n".join(indent + line for line in lines)
-
-
-def _comment(text: str) -> str:
-    return " ".join(text.replace("*/", "* /").replace("/*", "/ *").split())
 
 
 @dataclass
@@ -62,19 +62,16 @@ class Emitter:
     arrays: list[ConstArray] = field(default_factory=list)
     runtime: set[str] = field(default_factory=lambda: set(ALWAYS))
     tensor_macros: dict[str, str] = field(default_factory=dict)
+    taken: set[str] = field(default_factory=set)  # identifiers in use: mangled names never collide
 
     def t(self, tensor: str) -> str:
         """The C expression of a tensor: a macro for its place in the arena."""
         if tensor not in self.tensor_macros:
-            base = "T_" + c_ident(tensor)
-            name, k = base, 2
-            while name in self.tensor_macros.values():
-                name, k = f"{base}_{k}", k + 1
-            self.tensor_macros[tensor] = name
+            self.tensor_macros[tensor] = identifier(tensor, self.taken, prefix="T_", fallback="", limit=MAX_IDENT)
         return self.tensor_macros[tensor]
 
     def array(self, node, local: str, values: np.ndarray, what: str) -> str:
-        name = f"{self.prefix}_{c_ident(node.name)}_{local}"
+        name = identifier(f"{node.name}_{local}", self.taken, prefix=f"{self.prefix}_", fallback="", limit=MAX_IDENT)
         self.arrays.append(ConstArray(name, np.ascontiguousarray(values, dtype=np.float32), what))
         return name
 
@@ -114,7 +111,14 @@ def activation_enum() -> str:
     return "\n".join(lines)
 
 
+INT_MAX = 2**31 - 1  # the kernels take sizes, strides and paddings as C int
+
+
 def _call(fn: str, *args) -> str:
+    big = [a for a in args if isinstance(a, int) and not isinstance(a, bool) and abs(a) > INT_MAX]
+    if big:
+        raise ArchError(f"{fn}: the argument {big[0]:,} does not fit the C runtime's int (at most {INT_MAX:,})",
+                        None, "is a stride, padding or size in the spec far too large?")
     return f"{fn}({', '.join(str(a) for a in args)});"
 
 

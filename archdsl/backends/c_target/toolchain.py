@@ -37,6 +37,21 @@ INSNS_PER_TICK = 40  # CMSDK TIMER0 runs at 25 MHz; with -icount shift=0 one gue
 
 RUNTIME_HEADER = "archdsl_rt.h"
 
+# Names a network's files cannot take: the harnesses' and the runtime's own files, and the C
+# library's headers (the build passes -I., so a `stdio.h` of the network's would shadow the system's).
+OWN_FILES = {"main", "archdsl_rt", "mcu_main", "startup", "semihost", "link"}
+C_HEADERS = {"assert", "complex", "ctype", "errno", "fenv", "float", "inttypes", "iso646", "limits", "locale",
+             "math", "setjmp", "signal", "stdalign", "stdarg", "stdatomic", "stdbool", "stddef", "stdint", "stdio",
+             "stdlib", "stdnoreturn", "string", "tgmath", "threads", "time", "uchar", "wchar", "wctype"}
+
+
+def file_base(name: str) -> str:
+    """The base name of a network's files: `name`, or `name_net` when that would collide with a
+    file of the runtime (rt_*.c, which the build globs, also catches `rt_weights.c`) or a C header."""
+    if name in OWN_FILES or name.lower() in C_HEADERS or name == "rt" or name.startswith("rt_"):
+        return name + "_net"
+    return name
+
 
 def host_cc() -> str | None:
     for cc in (os.environ.get("CC"), "gcc", "cc", "clang"):

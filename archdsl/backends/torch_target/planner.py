@@ -49,8 +49,8 @@ def _reserved_names() -> set[str]:
     import torch.nn as nn
 
     names = set(_RESERVED_EXTRA)
-    for cls in (nn.Module, nn.Sequential, nn.ModuleDict):
-        names.update(a for a in dir(cls) if not a.startswith("__"))
+    for obj in (nn.Module(), nn.Sequential(), nn.ModuleDict()):  # instances: training, _modules, _parameters
+        names.update(dir(obj))
     return names
 
 
@@ -97,7 +97,7 @@ class Plan:
         for n in self.graph.nodes:
             parts = n.name.split(".")
             for part in parts:
-                if not part.isidentifier() or keyword.iskeyword(part) or part in reserved:
+                if not part.isidentifier() or keyword.iskeyword(part) or part in reserved or part.startswith("__"):
                     raise ArchError(f"layer name '{n.name}' cannot be a PyTorch submodule path: "
                                     f"'{part}' is {'a Python keyword' if keyword.iskeyword(part) else 'taken by torch.nn.Module'}",
                                     None, "rename the row with name=")

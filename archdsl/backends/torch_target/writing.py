@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ...ir import Graph
+from ..codetext import py_comment, source_label
 from ..common import params_text, template_env
 from .planner import Plan
 
@@ -27,18 +28,14 @@ def class_name(graph: Graph) -> str:
     return name
 
 
-def _source_name(graph: Graph) -> str:
-    return Path(graph.source_name.replace("\\", "/")).name  # never an absolute path in the file
-
-
 def _align(lines: list[tuple[str, str]]) -> list[str]:
     width = min(COMMENT_COLUMN_MAX, max((len(code) for code, c in lines if code and c), default=0))
     out = []
     for code, comment in lines:
         if not code:
-            out.append(f"# {comment}")
+            out.append(f"# {py_comment(comment)}")
         elif comment:
-            out.append(f"{code.ljust(width)}  # {comment}")
+            out.append(f"{code.ljust(width)}  # {py_comment(comment)}")
         else:
             out.append(code)
     return out
@@ -51,7 +48,7 @@ def module_source(graph: Graph, name: str) -> str:
     n_params = sum(spec.numel for _, spec in graph.parameters() if spec.role in ("weight", "bias"))
     macs = sum(n.macs for n in graph.nodes)
     text = template_env().get_template(TEMPLATE).render(
-        network=graph.name, params=params, source=_source_name(graph), cls=class_name(graph),
+        network=graph.name, params=params, source=source_label(graph.source_name), cls=class_name(graph),
         input=graph.input_shape, output=graph.output_shape, output_rank=plan.rank[graph.output],
         n_params=f"{n_params:,}", macs=f"{macs:,}", width_rule=graph.width_rule,
         helpers=plan.helpers(), init=plan.init_lines(), forward=_align(plan.forward_lines()),
