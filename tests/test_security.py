@@ -443,3 +443,82 @@ def test_bad_output_names_are_diagnostics(tmp_path, target):
         no_traceback(res)
         assert res.exit_code == 1 and "error:" in res.output, res.output
     assert not (tmp_path.parent / "escape.py").exists()
+
+
+# ---------------------------------------------------------------- generated code that builds
+
+def _verify_all(tmp_path, text: str, targets: str = "numpy,torch,onnx,c", stem: str = "net"):
+    spec = hostile_spec(tmp_path, stem, text)
+    res = cli("verify", spec, "--targets", targets, cwd=tmp_path)
+    no_traceback(res)
+    return res
+
+
+def test_bidi_and_nul_in_comments_do_not_reach_generated_code(tmp_path):
+    text = TINY.replace("# first conv", "# first \u202eevil\u202c conv \x00 */ end")
+    spec = hostile_spec(tmp_path, "tiny", text)
+    for target in ("c", "numpy", "torch", "onnx"):
+        out = tmp_path / target
+        assert cli("compile", spec, "-t", target, "-o", out).exit_code == 0
+        for path in out.rglob("*"):
+            if path.is_file() and path.suffix in (".c", ".h", ".py", "") and path.name != "Makefile" or \
+                    path.name == "Makefile":
+                data = path.read_bytes()
+                assert b"\x00" not in data and "\u202e".encode() not in data, path
+    assert "\\u202eevil" in (tmp_path / "c" / "tiny.c").read_text()
+    assert _verify_all(tmp_path, text, "c").exit_code == 0
+
+
+@pytest.mark.parametrize("network", ["main", "archdsl_rt", "rt_conv", "rt", "stdio", "math", "string"])
+def test_network_names_that_collide_with_runtime_or_libc_files_build(tmp_path, network):
+    res = _verify_all(tmp_path, TINY.replace("network tiny", f"network {network}"), "c")
+    assert res.exit_code == 0, res.output
+
+
+def test_layer_names_that_collide_after_mangling_build(tmp_path):
+    text = TINY.replace("conv / s2     3x3x3x8      # first conv",
+                        "conv / s2     3x3x3x8   name=conv1_conv after=none\nconv / s1  3x3x8x8  name=conv1")
+    res = _verify_all(tmp_path, text)
+    assert res.exit_code == 0, res.output
+
+
+def test_a_5000_character_layer_name_builds(tmp_path):
+    long = "l" + "x" * 4999
+    text = TINY.replace("# first conv", f"name={long}")
+    res = _verify_all(tmp_path, text, "numpy,onnx,c")
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("layer", ["training", "_modules", "_parameters", "__class__", "forward", "state_dict"])
+def test_torch_reserved_layer_names_are_refused_clearly(tmp_path, layer):
+    res = _verify_all(tmp_path, TINY.replace("# first conv", f"name={layer}"), "torch")
+    assert res.exit_code == 1
+    assert f"'{layer}'" in res.output and "cannot be a PyTorch submodule" in res.output
+
+
+def test_a_network_without_layers_builds_on_every_target(tmp_path):
+    res = _verify_all(tmp_path, "network empty()\ninput 8x8x3\nconv / s1 3x3x3x8 n=0\n")
+    assert res.exit_code == 0, res.output
+
+
+def test_a_stride_beyond_c_int_is_refused(tmp_path):
+    res = _verify_all(tmp_path, "network s()\ninput 8x8x3\nconv / s1000000000000000 3x3x3x8\n", "c")
+    assert res.exit_code == 1 and "does not fit the C runtime's int" in res.output
+
+
+@pytest.mark.parametrize("text,needle", [
+    (TINY.replace("classes = 4", "classes = 1000000000000"), "fc1.weight has 8,000,000,000,000 values"),
+    ("network p()\ninput 8x8x3\nconv / s1 3x3x3x8 pad=1000000000\n", "layer conv1's output is"),
+    ("network i()\ninput 100000x100000x3\nconv / s1 3x3x3x8\n", "the input is 100,000x100,000x3"),
+    ("network a()\ninput 20000x20000x3\navg pool / s2 2x2\n", "arena of"),
+    ("network m()\ninput 1000x1000x3\nconv / s1 3x3x3x1100\nconv / s1 3x3x1100x1100\n", "mult-adds"),
+])
+def test_absurd_sizes_are_refused_before_building_and_stats_still_answers(tmp_path, text, needle):
+    spec = hostile_spec(tmp_path, "big", text)
+    for args in (("compile", spec, "-t", "c", "-o", tmp_path / "o"), ("run", spec, "-t", "numpy"),
+                 ("verify", spec)):
+        res = cli(*args)
+        no_traceback(res)
+        assert res.exit_code == 1 and "too large to build or run" in res.output and needle in res.output, res.output
+    res = cli("stats", spec)
+    assert res.exit_code == 0, res.output

@@ -69,8 +69,15 @@ def py_str(text) -> str:
     return _literal(str(text), python=True)
 
 
+C_LITERAL_MAX = 4095  # the longest string literal C99 compilers must accept (-pedantic warns beyond it)
+
+
 def c_str(text) -> str:
-    """A C string literal (printable ASCII kept; everything else as octal escapes of its UTF-8)."""
+    """A C string literal (printable ASCII kept; everything else as octal escapes of its UTF-8);
+    past C99's length limit, a compound literal of its bytes (still a `const char *`)."""
+    data = str(text).encode("utf-8")
+    if len(data) > C_LITERAL_MAX:
+        return "((const char[]){" + ", ".join(map(str, data)) + ", 0})"  # parenthesised: a macro argument
     return _literal(str(text), python=False)
 
 

@@ -47,8 +47,11 @@ C_HEADERS = {"assert", "complex", "ctype", "errno", "fenv", "float", "inttypes",
 
 def file_base(name: str) -> str:
     """The base name of a network's files: `name`, or `name_net` when that would collide with a
-    file of the runtime (rt_*.c, which the build globs, also catches `rt_weights.c`) or a C header."""
-    if name in OWN_FILES or name.lower() in C_HEADERS or name == "rt" or name.startswith("rt_"):
+    harness file or a C header, `net_name` when it would look like a runtime file (the build
+    takes every rt_*.c as one, and `rt` would make rt_weights.c)."""
+    if name == "rt" or name.startswith("rt_"):
+        return "net_" + name
+    if name in OWN_FILES or name.lower() in C_HEADERS:
         return name + "_net"
     return name
 
