@@ -37,8 +37,12 @@ def user_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        import warnings
+
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():  # NumPy's "invalid value" lines on NaN data are noise: the
+                warnings.simplefilter("ignore", RuntimeWarning)  # output shows the NaN, the weights are checked
+                return fn(*args, **kwargs)
         except ArchError as err:
             fail(err)
         except KeyboardInterrupt:  # pragma: no cover

@@ -60,17 +60,13 @@ def load_calibration(path: Path, graph):
 
     from ..errors import ArchError
 
-    if not path.is_file():
-        raise ArchError(f"--calibration {path}: " + ("no such file" if not path.exists() else "not a file"))
-    if path.stat().st_size > MAX_CALIBRATION_BYTES:
-        raise ArchError(f"--calibration {path}: {path.stat().st_size:,} bytes is more than the "
-                        f"{MAX_CALIBRATION_BYTES:,} a calibration batch may take", None, "a few hundred samples suffice")
+    from ..inputs import load_npy
+
     try:
-        x = np.load(path, allow_pickle=False)
-    except ValueError:
-        raise ArchError(f"--calibration {path}: the file holds pickled objects, which are never loaded") from None
-    except (OSError, EOFError) as e:
-        raise ArchError(f"--calibration {path}: not a readable .npy file ({type(e).__name__})") from None
+        x = load_npy(path, MAX_CALIBRATION_BYTES)
+    except ArchError as err:
+        err.diagnostics[0].message = f"--calibration {path}: {err.diagnostics[0].message}"
+        raise
     if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number):
         raise ArchError(f"--calibration {path}: expected a numeric .npy array")
     want = graph.input_shape.chw

@@ -118,13 +118,13 @@ def is_int8_dict(weights: dict) -> bool:
 
 
 def load_int8(path, graph: Graph) -> dict[str, np.ndarray]:
-    from ..weights import _load_npz
+    from ..inputs import file_limit, load_npz
 
     path = Path(path)
     try:
         if not path.is_file():
             raise ArchError("no such weight file" if not path.exists() else "not a file")
-        return check_int8(_load_npz(path), graph)
+        return check_int8(load_npz(path, file_limit(graph)), graph)
     except ArchError as err:
         raise err.with_source(str(path), None) from None
 

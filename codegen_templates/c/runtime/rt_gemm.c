@@ -195,10 +195,10 @@ static void tile(struct block b, int r0, int cin, const float *restrict x, int h
     }
     if (act == ARCH_ACT_RELU || act == ARCH_ACT_RELU6) {
         for (r = 0; r < MR; r++)
-            for (j = 0; j < NR; j++) acc[r][j] = acc[r][j] > 0.0f ? acc[r][j] : 0.0f;
+            for (j = 0; j < NR; j++) acc[r][j] = acc[r][j] < 0.0f ? 0.0f : acc[r][j]; /* NaN passes */
         if (act == ARCH_ACT_RELU6)
             for (r = 0; r < MR; r++)
-                for (j = 0; j < NR; j++) acc[r][j] = acc[r][j] < 6.0f ? acc[r][j] : 6.0f;
+                for (j = 0; j < NR; j++) acc[r][j] = acc[r][j] > 6.0f ? 6.0f : acc[r][j];
     }
     for (r = 0; r < MR; r++)
         for (j = 0; j < NR; j++) out[r * hw + j] = acc[r][j];

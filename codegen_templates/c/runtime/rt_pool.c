@@ -49,7 +49,7 @@ void arch_max_pool(const float *restrict in, int c, int h, int w, int kh, int kw
                 for (ky = y0; ky < y1; ky++)
                     for (kx = x0; kx < x1; kx++) {
                         const float v = plane[(iy + ky) * w + ix + kx];
-                        mx = v > mx ? v : mx;
+                        mx = v > mx || v != v ? v : mx; /* a NaN wins, as in NumPy and torch */
                     }
                 *out++ = mx;
             }
@@ -74,7 +74,7 @@ void arch_global_max_pool(const float *restrict in, int c, int hw, float *restri
     for (ch = 0; ch < c; ch++) {
         const float *p = in + ch * hw;
         float mx = p[0];
-        for (i = 1; i < hw; i++) mx = p[i] > mx ? p[i] : mx;
+        for (i = 1; i < hw; i++) mx = p[i] > mx || p[i] != p[i] ? p[i] : mx;
         out[ch] = mx;
     }
 }
