@@ -11,6 +11,7 @@ the spec needs, and with the formats' ways of reaching outside the file refused:
                                        against its data (truncation, zip bombs, absurd shapes)
     load_npy(path, limit)              one plain array, header checked the same way
     onnx_model(path, limit)            the ModelProto; tensors kept in external files refused
+    onnx_array(tensor)                 one of its tensors as an array (a damaged one refused)
     open_h5(path, limit)               an h5py.File; external storage, virtual datasets and
                                        external links refused, every dataset's size checked
     torch_state(path, limit)           torch.load(weights_only=True) of a size-checked file
@@ -137,14 +138,14 @@ def load_npz(path, limit: int) -> dict[str, np.ndarray]:
     data = read_bytes(path, limit, "weight file")
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except Exception:  # BadZipFile, NotImplementedError (an unknown zip version), ValueError, ...
         raise ArchError("not a readable .npz file (not a zip archive)", None,
                         "save weights with archdsl.weights.save_npz or np.savez") from None
     out: dict[str, np.ndarray] = {}
     budget = limit
     with zf:
         for info in zf.infolist():
-            if info.is_dir():
+            if not info.filename or info.filename.endswith("/"):
                 continue
             key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
             where = f"member '{info.filename}'"
@@ -153,7 +154,7 @@ def load_npz(path, limit: int) -> dict[str, np.ndarray]:
                     arr = _read_array(member, where, budget)
             except ArchError:
                 raise
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
+            except Exception as e:  # zipfile and zlib errors of a damaged member
                 raise ArchError(f"not a readable .npz file: {where} is damaged ({type(e).__name__}: {e})") from None
             budget -= arr.nbytes
             out[key] = arr
@@ -195,6 +196,17 @@ def onnx_model(path, limit: int):
                             "save the model with its weights inside: onnx.save_model(m, path, "
                             "save_as_external_data=False)")
     return model
+
+
+def onnx_array(tensor) -> np.ndarray:
+    """A TensorProto as an array; a damaged one (unknown type, data of the wrong size) an ArchError."""
+    from onnx import numpy_helper
+
+    try:
+        return numpy_helper.to_array(tensor)
+    except Exception as e:  # KeyError for an unknown data type, ValueError for a size mismatch, ...
+        raise ArchError(f"tensor '{tensor.name}' is not readable ({type(e).__name__}: {str(e)[:200]})", None,
+                        "is the model file complete?") from None
 
 
 def _onnx_tensors(graph):

@@ -125,14 +125,12 @@ def _load_pt(path: Path, limit: int) -> dict[str, np.ndarray]:
 
 
 def _load_onnx(path: Path, limit: int) -> dict[str, np.ndarray]:
-    from .inputs import onnx_model
+    from .inputs import onnx_array, onnx_model
 
     model = onnx_model(path, limit)
-    from onnx import numpy_helper
-
     out: dict[str, np.ndarray] = {}
     for init in model.graph.initializer:
-        arr = numpy_helper.to_array(init)
+        arr = onnx_array(init)
         if not np.issubdtype(arr.dtype, np.floating):
             continue  # shape constants (Reshape/Flatten targets), not weights
         out[init.name] = arr
@@ -146,7 +144,8 @@ def check_weights(weights: dict[str, np.ndarray], graph: Graph, source: str = "w
     """Match `weights` against the graph like torch's strict load_state_dict: every
     missing, unexpected and wrongly-shaped key is reported at once. Returns float32 arrays."""
     wanted = {key: tuple(spec.shape) for key, spec in graph.parameters()}
-    given = {k: v for k, v in weights.items() if k.rsplit(".", 1)[-1] not in IGNORED_KEYS}
+    named = {(k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)): v for k, v in weights.items()}
+    given = {k: v for k, v in named.items() if k.rsplit(".", 1)[-1] not in IGNORED_KEYS}
     missing = [k for k in wanted if k not in given]
     unexpected = sorted(k for k in given if k not in wanted)
     wrong = [(k, tuple(np.shape(given[k])), wanted[k]) for k in wanted

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArchError
-from ..inputs import DEFAULT_LIMIT, onnx_model
+from ..inputs import DEFAULT_LIMIT, onnx_array, onnx_model
 from .structure import ModelGraph, ModelOp, ModelTensor, conv_kind, format_names
 
 FORMAT = "ONNX"
@@ -39,7 +39,7 @@ class _Reader:
         onnx, self.nh = _onnx()
         self.model = onnx_model(path, limit)
         self.graph = self.model.graph
-        self.consts: dict[str, np.ndarray] = {i.name: self.nh.to_array(i) for i in self.graph.initializer}
+        self.consts: dict[str, np.ndarray] = {i.name: onnx_array(i) for i in self.graph.initializer}
         self.ops: list[ModelOp] = []
         self.producer: dict[str, ModelOp] = {}
         self.uses: dict[str, int] = {}
@@ -228,7 +228,7 @@ def _transpose(r: _Reader, node, name, where):
 def _constant(r: _Reader, node, name, where):
     a = r.attrs(node)
     if "value" in a:
-        r.consts[node.output[0]] = r.nh.to_array(a["value"])
+        r.consts[node.output[0]] = onnx_array(a["value"])
     elif "value_float" in a or "value_floats" in a:
         r.consts[node.output[0]] = np.asarray(a.get("value_float", a.get("value_floats")), np.float32)
     elif "value_int" in a or "value_ints" in a:
