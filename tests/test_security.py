@@ -576,3 +576,22 @@ def test_run_on_nan_input_prints_no_raw_runtime_warning(tmp_path):
                            str(tmp_path / "x.npy")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "nan" in proc.stdout and "RuntimeWarning" not in proc.stderr
+
+
+@pytest.mark.parametrize("network", ["numpy", "torch", "os", "collections"])
+def test_python_modules_named_like_what_they_import_still_run(tmp_path, network):
+    import sys
+
+    spec = hostile_spec(tmp_path, "n", TINY.replace("network tiny", f"network {network}"))
+    assert _verify_all(tmp_path, TINY.replace("network tiny", f"network {network}"), "numpy,torch").exit_code == 0
+    np.save(tmp_path / "x.npy", np.zeros((3, 8, 8), np.float32))
+    assert cli("compile", spec, "-t", "numpy", "-o", tmp_path / "np").exit_code == 0
+    (module,) = [p for p in (tmp_path / "np").glob("*.py")]
+    assert module.stem == f"{network}_net"
+    proc = subprocess.run([sys.executable, module.name, str(tmp_path / "x.npy")], cwd=module.parent,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "top" in proc.stdout, proc.stderr
+    assert cli("compile", spec, "-t", "torch", "-o", tmp_path / "pt").exit_code == 0
+    proc = subprocess.run([sys.executable, "-c", f"import {network}_net as m; m.build('{network}_net.pt')"],
+                          cwd=tmp_path / "pt", capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -102,6 +102,18 @@ def make_comment(text) -> str:
     return plain(str(text).replace("\\", "/"))
 
 
+SHADOWED = ("numpy", "torch", "onnx", "onnxruntime", "archdsl", "jinja2", "h5py", "tflite")
+
+
+def py_module(name: str) -> str:
+    """The file name (without .py) of a generated Python module for `name`: `name_net` when
+    `name.py` would shadow, run from its folder, a module it imports (numpy, torch, the
+    standard library's)."""
+    import sys
+
+    return name + "_net" if name in sys.stdlib_module_names or name in SHADOWED else name
+
+
 def source_label(source_name: str) -> str:
     """The spec's file name as generated files cite it: the last component, never a path."""
     return Path(str(source_name).replace("\\", "/")).name or "<spec>"

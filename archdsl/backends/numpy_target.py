@@ -413,6 +413,7 @@ def compile(graph: Graph, weights: dict, outdir, name: str) -> list[Path]:
     from ..fsutil import write_files_atomically
     from ..quant.weights_file import is_int8_dict
 
+    name = codetext.py_module(name)
     if is_int8_dict(weights):
         from .numpy_int8 import compile as compile_int8
 
@@ -433,7 +434,7 @@ def _check_name(name: str) -> None:
 
 def load_module(outdir, name: str):
     """Import the generated <outdir>/<name>.py as a fresh module (not added to sys.modules)."""
-    path = Path(outdir) / f"{name}.py"
+    path = Path(outdir) / f"{codetext.py_module(name)}.py"
     spec = importlib.util.spec_from_file_location(f"archdsl_generated_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -13,6 +13,9 @@ from ..common import check_batch
 
 
 def _paths(outdir, name: str) -> tuple[Path, Path]:
+    from ..codetext import py_module
+
+    name = py_module(name)
     py, pt = Path(outdir) / f"{name}.py", Path(outdir) / f"{name}.pt"
     for path in (py, pt):
         if not path.is_file():

@@ -85,6 +85,8 @@ def state_dict_bytes(graph: Graph, weights: dict[str, np.ndarray]) -> bytes:
 def compile(graph: Graph, weights: dict[str, np.ndarray], outdir, name: str) -> list[Path]:
     """Write `<outdir>/<name>.py` (the nn.Module) and `<outdir>/<name>.pt` (its state_dict)."""
     from ...fsutil import write_files_atomically
+    from ..codetext import py_module
 
+    name = py_module(name)
     files = {f"{name}.py": module_source(graph, name), f"{name}.pt": state_dict_bytes(graph, weights)}
     return write_files_atomically(outdir, files)
