@@ -3,9 +3,10 @@
 A spec's file name, its network and layer names and its rows (comments included) are
 untrusted. They reach generated code only as comments, docstrings and string literals,
 through the filters below, one per place and language; identifiers are never user text
-verbatim (each backend makes them with `identifier`). Every template is rendered by
-`render`, whose environment has these filters, so a template writes `{{ spec | c_comment }}`,
-`{{ spec | py_doc }}` or `{{ name | make_comment }}` and nothing else needs to know what a
+verbatim (each backend makes them with `identifier`). Every template is rendered in
+`backends.common.template_env`, which has these filters, so a template writes
+`{{ spec | c_comment }}`, `{{ spec | py_doc }}` or `{{ name | make_comment }}` and nothing else
+needs to know what a
 `*/`, a `\"\"\"`, a newline or a right-to-left override would do in that language.
 
     plain(text)          one printable line: control, format (bidi) and separator characters,
@@ -16,6 +17,9 @@ verbatim (each backend makes them with `identifier`). Every template is rendered
     py_str(text)         a Python string literal, quotes included
     c_str(text)          a C string literal, quotes included
     make_comment(text)   after a # in a Makefile
+    identifier(name, taken, ...)   a fresh, collision-free identifier for a name
+    py_module(name)      a generated Python module's file name (never shadowing numpy, torch, os, ...)
+    source_label(path)   the spec's file name as generated files cite it (never a path)
 """
 from __future__ import annotations
 
@@ -145,16 +149,6 @@ def identifier(name: str, taken: set[str], reserved=frozenset(), prefix: str = "
 
 # ---------------------------------------------------------------- templates
 
+# The filters every template has (backends/common.template_env registers them).
 FILTERS = {"c_comment": c_comment, "py_comment": py_comment, "py_doc": py_doc, "py_str": py_str,
            "c_str": c_str, "make_comment": make_comment, "plain": plain}
-
-
-def render(folder, template: str, **context) -> str:
-    """Render `folder/template` with the project's settings and the escaping filters."""
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), autoescape=False,
-                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
-                             undefined=jinja2.StrictUndefined)
-    env.filters.update(FILTERS)
-    return env.get_template(template).render(**context)
