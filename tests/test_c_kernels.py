@@ -216,6 +216,8 @@ def panels(wt, panel):
 @pytest.mark.parametrize("cin,hw,cout", [
     (1, 1, 1), (3, 5, 2), (8, 49, 16), (16, 196, 13), (32, 100, 70), (7, 33, 9), (2, 40000, 5), (64, 3, 17),
     (24, 47, 40), (5, 17, 37), (9, 200, 64),
+    # deep layers on small maps: the fast path's channel tiles (panels of 16), leftover channels and pixels
+    (128, 49, 40), (256, 7, 37), (130, 13, 100), (128, 1, 17), (144, 36, 64),
 ])
 @pytest.mark.parametrize("panel", [1, 16, 5])
 @pytest.mark.parametrize("act", ["relu", "relu6", "hswish"])
@@ -238,7 +240,7 @@ def test_pointwise_packing_is_the_kernel_layout():
         assert np.array_equal(pack_panels(wt[:, :, None, None], panel), panels(wt, panel))
 
 
-@pytest.mark.parametrize("n_in,n_out", [(1, 1), (7, 3), (64, 10), (1000, 17)])
+@pytest.mark.parametrize("n_in,n_out", [(1, 1), (7, 3), (64, 10), (1000, 17), (256, 1000), (40, 9)])
 def test_fc(lib, n_in, n_out):
     rng = np.random.default_rng(n_in + n_out)
     x, wt, b = rnd(rng, n_in), rnd(rng, n_out, n_in), rnd(rng, n_out)

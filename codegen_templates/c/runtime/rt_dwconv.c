@@ -240,14 +240,13 @@ static void pad_plane(float *restrict dst, int ph, int pw, const float *restrict
     for (y = 0; y < ph; y++) {
         float *d = dst + y * pw;
         const int iy = y - pad_top;
-        if (iy < 0 || iy >= h) {
-            for (x = 0; x < pw; x++) d[x] = 0.0f;
-            continue;
-        }
-        for (x = 0; x < x0; x++) d[x] = 0.0f;
+        /* zeros first, then the row over them: vector stores (a loop of scalar zeros becomes a memset
+         * call per row, which costs more than the row on small maps) */
+        for (x = 0; x + VL <= pw; x += VL) V_STORE(d + x, V_SET1(0.0f));
+        if (x < pw) V_STOREM(d + x, V_SET1(0.0f), V_MASK(pw - x));
+        if (iy < 0 || iy >= h) continue;
         for (x = 0; x + VL <= n; x += VL) V_STORE(d + x0 + x, V_LOAD(plane + iy * w + x));
         if (x < n) V_STOREM(d + x0 + x, V_LOADM(plane + iy * w + x, V_MASK(n - x)), V_MASK(n - x));
-        for (x = x0 + n; x < pw; x++) d[x] = 0.0f;
     }
 }
 

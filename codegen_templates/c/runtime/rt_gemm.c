@@ -147,6 +147,112 @@ static void row_tile(struct block b, int r0, int nr, int cin, const float *restr
     }
 }
 
+/* Small maps (7x7: 49 pixels are three vectors of 16 and one lane of a fourth): tiles whose vectors
+ * run along output channels instead, CV vectors of channels read from the packed panels x np pixels,
+ * each pixel's input broadcast, np chosen from hw so the pixels split evenly. The tile is stored
+ * through a small buffer, transposed: about VL / cin of the work, so only deep layers take it. */
+#if ARCH_SIMD == 512
+#define CV 3 /* 3 vectors (48 channels) x up to 8 pixels: 24 zmm accumulate */
+#define NP_MAX 8
+#else
+#define CV 2 /* 2 vectors (16 channels) x up to 6 pixels: 12 ymm accumulate */
+#define NP_MAX 6
+#endif
+
+/* Output channels [c0, c0 + n) (n <= CV * VL; n < CV * VL only if !full) x np pixels from x. */
+ARCH_INLINE void ctile(int np, int full, const float *restrict weight, int panel, int cin, int cout, int c0, int n,
+                       const float *restrict x, int hw, const float *restrict bias, float *restrict out, int act)
+{
+    vf acc[CV][NP_MAX];
+    float buf[NP_MAX][CV * VL];
+    const float *wv[CV];
+    int ks[CV], v, p, k, c;
+    vmask mv[CV];
+    ARCH_UNROLL for (v = 0; v < CV; v++) {
+        const int cv = c0 + v * VL, lanes = n - v * VL <= 0 ? 0 : n - v * VL < VL ? n - v * VL : VL;
+        vf b = V_SET1(0.0f);
+        mv[v] = V_MASK(lanes);
+        wv[v] = weight; /* a vector past cout reads nothing */
+        ks[v] = 0;
+        if (lanes > 0) {
+            const int p0 = cv / panel * panel;
+            ks[v] = cout - p0 < panel ? cout - p0 : panel;
+            wv[v] = weight + p0 * cin + (cv - p0);
+            b = full ? V_LOAD(bias + cv) : V_LOADM(bias + cv, mv[v]);
+        }
+        ARCH_UNROLL for (p = 0; p < np; p++) acc[v][p] = b;
+    }
+    for (k = 0; k < cin; k++) {
+        vf wk[CV];
+        ARCH_UNROLL for (v = 0; v < CV; v++) wk[v] = full ? V_LOAD(wv[v] + k * ks[v]) : V_LOADM(wv[v] + k * ks[v], mv[v]);
+        ARCH_UNROLL for (p = 0; p < np; p++) {
+            const vf xb = V_BCAST(x + k * hw + p);
+            ARCH_UNROLL for (v = 0; v < CV; v++) acc[v][p] = V_FMA(wk[v], xb, acc[v][p]);
+        }
+    }
+    ARCH_UNROLL for (p = 0; p < np; p++) ARCH_UNROLL for (v = 0; v < CV; v++) {
+        vf a = acc[v][p];
+        if (act == ARCH_ACT_RELU || act == ARCH_ACT_RELU6) a = V_MAX(a, V_SET1(0.0f));
+        if (act == ARCH_ACT_RELU6) a = V_MIN(a, V_SET1(6.0f));
+        V_STORE(buf[p] + v * VL, a);
+    }
+    for (c = 0; c < n; c++)
+        for (p = 0; p < np; p++) out[(c0 + c) * hw + p] = buf[p][c];
+}
+
+/* ctile with np and full constants. */
+static void ctile_n(int np, int full, const float *restrict weight, int panel, int cin, int cout, int c0, int n,
+                    const float *restrict x, int hw, const float *restrict bias, float *restrict out, int act)
+{
+#define CTILE(m) \
+    case m: \
+        if (full) ctile(m, 1, weight, panel, cin, cout, c0, n, x, hw, bias, out, act); \
+        else ctile(m, 0, weight, panel, cin, cout, c0, n, x, hw, bias, out, act); \
+        break;
+    switch (np) {
+#if NP_MAX >= 8
+    CTILE(8)
+    CTILE(7)
+#endif
+    CTILE(6)
+    CTILE(5)
+    CTILE(4)
+    CTILE(3)
+    CTILE(2)
+    default:
+        CTILE(1)
+    }
+#undef CTILE
+}
+
+/* Channel tiles pay when pixel tiles would waste a tenth of their lanes, the layer is deep enough for
+ * the transposed store not to matter, and the panels hold whole vectors. */
+static int channel_tiles(int cin, int hw, int panel)
+{
+    const int lanes = (hw + VL - 1) / VL * VL;
+    return panel % VL == 0 && cin >= 128 && 10 * hw < 9 * lanes;
+}
+
+static void conv1x1_channels(const float *restrict in, int cin, int hw, const float *restrict weight, int panel,
+                             const float *restrict bias, int cout, float *restrict out, int act)
+{
+    int np = NP_MAX, best = -1, m, c0, j;
+    for (m = NP_MAX; m >= NP_MAX / 2; m--) { /* the pixel count that splits hw most evenly */
+        const int waste = (hw + m - 1) / m * m - hw;
+        if (best < 0 || waste < best) {
+            best = waste;
+            np = m;
+        }
+    }
+    for (c0 = 0; c0 < cout; c0 += CV * VL) {
+        const int n = cout - c0 < CV * VL ? cout - c0 : CV * VL;
+        for (j = 0; j < hw; j += np)
+            ctile_n(hw - j < np ? hw - j : np, n == CV * VL, weight, panel, cin, cout, c0, n, in + j, hw, bias,
+                    out + j, act);
+    }
+    if (act != ARCH_ACT_NONE && act != ARCH_ACT_RELU && act != ARCH_ACT_RELU6) arch_activate(out, cout * hw, act);
+}
+
 #ifndef ARCH_GEMM_CHUNK_BYTES
 #define ARCH_GEMM_CHUNK_BYTES 65536 /* a column chunk of `in` (cin x chunk floats): in L2, reused by every row */
 #endif
@@ -259,6 +365,12 @@ void arch_conv1x1(const float *restrict in, int cin, int hw,
                   float *restrict out, int act)
 {
     const int step = column_step(hw);
+#if ARCH_SIMD
+    if (channel_tiles(cin, hw, panel)) {
+        conv1x1_channels(in, cin, hw, weight, panel, bias, cout, out, act);
+        return;
+    }
+#endif
     int chunk = ARCH_GEMM_CHUNK_BYTES / 4 / (cin > 0 ? cin : 1) / step * step, j0;
     if (chunk < step) chunk = step;
     for (j0 = 0; j0 < hw; j0 += chunk) {
