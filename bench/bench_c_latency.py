@@ -13,7 +13,9 @@ C: the generated files built with the host compiler, --cflags and each -march of
 each: the kernels take their AVX2 or AVX-512 path from the compiler's feature macros), timed by the
 generated main.c (`--time N`: clock() around each <p>_run call, after one warm-up run). ONNX Runtime:
 the generated ONNX model, intra_op_num_threads=1, default graph optimisations. PyTorch: the generated
-module, torch.set_num_threads(1), inference_mode. Each engine is timed `--rounds` times, interleaved
+module, torch.set_num_threads(1), inference_mode. All three are timed in CPU time (main.c's clock();
+time.process_time() here: one thread each, so CPU time is the engine's own work, and time spent
+descheduled by other jobs on a shared machine counts for none of them). Each engine is timed `--rounds` times, interleaved
 with the others, and the best median is kept (other jobs on a shared machine only ever slow a run
 down). "of peak" is an engine's mult-adds per second over one core's fp32 FMA peak, measured by
 bench/fma_peak.c built with the same flags (the widest -march of the list for the other engines).
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import statistics
 import subprocess
+import time
 import sys
 import tempfile
 from pathlib import Path
@@ -126,7 +129,7 @@ def main() -> int:
         for _ in range(args.rounds):
             rounds = {name: run_c(exe, args.runs) for name, exe in builds.items()}
             for name, fn in (("onnxruntime", run_ort), ("torch", run_torch)):
-                t = timeit(fn, args.runs)
+                t = timeit(fn, args.runs, clock=time.process_time)
                 rounds[name] = [statistics.median(t), min(t)]
             for name, (med, mn) in rounds.items():
                 if name not in best or med < best[name][0]:

@@ -12,7 +12,9 @@ before timing, so a fast wrong answer is not reported.
 Peers: the generated PyTorch module (archdsl's torch target; a torch.nn.functional
 forward written here when that target is missing) with torch.set_num_threads(1), and
 the generated ONNX model in ONNX Runtime with intra_op_num_threads=1. NumPy's BLAS is
-limited to --blas-threads (default 1) through the environment, before NumPy loads.
+limited to --blas-threads (default 1) through the environment, before NumPy loads. Times are CPU
+time (time.process_time(): with one thread each, an engine's own work; time spent descheduled by
+other jobs on a shared machine counts for none of them).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -147,7 +150,7 @@ def main() -> int:
 
         results = {}
         for name, (_, fn) in engines.items():
-            times = timeit(fn, args.runs, args.warmup)
+            times = timeit(fn, args.runs, args.warmup, clock=time.process_time)
             results[name] = (statistics.median(times), min(times))
 
     torch_ms = next(v[0] for k, v in results.items() if k.startswith("torch"))
