@@ -3,7 +3,7 @@
 Each op is declared once, as a subclass of `Op`, with everything that is true of it whatever
 the target: how it reads a spec row (`configure`), its output shape, its parameter shapes, its
 mult-adds and cost type, its fusion flags, how the importers recognise it (`import_kind`,
-`import_names`), its docs line (`doc`, `formula`) and its int8 rule (`int8`). Cost tables,
+`import_names`, `import_pattern`), its docs line (`doc`, `formula`) and its int8 rule (`int8`). Cost tables,
 weight init, validation, the importers' name sets, the C activation enum and every backend's
 lowering table derive from these; backends key their tables by op class (see
 docs/architecture.md, "Adding an op").
@@ -120,6 +120,9 @@ class Op:
     # this op; formats that need more than a name keep a handler in their reader.
     import_kind: str = ""
     import_names: dict[str, tuple[str, ...]] = {}
+    # (outer, inner) kinds: a graph that writes outer(x, inner(x)) means this op (silu is
+    # mul(x, sigmoid(x)) in TFLite and ONNX files); the matcher reads it as one node of import_kind.
+    import_pattern: tuple[str, str] | None = None
     # The int8 rule: how the op runs on int8 tensors (scales, zero points, the reference
     # arithmetic of TFLite Micro). None: the op has no int8 form yet. See docs/architecture.md.
     int8: Any = None

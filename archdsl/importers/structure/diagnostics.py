@@ -26,13 +26,15 @@ def _ir_sig(node: Node, kind: str) -> tuple:
     return (kind,)
 
 
-def _model_sig(op: ModelOp) -> tuple:
-    if op.kind in MAIN_KINDS:
-        return (op.kind, ir_shape_of(op.params["weight"]) if "weight" in op.params else None)
-    if op.kind == "bn":
+def _model_sig(op: ModelOp, kind: str | None = None) -> tuple:
+    """`kind` is the op's kind in the canonical order, where a pattern may have replaced it."""
+    kind = kind or op.kind
+    if kind in MAIN_KINDS:
+        return (kind, ir_shape_of(op.params["weight"]) if "weight" in op.params else None)
+    if kind == "bn":
         t = next(iter(op.params.values()), None)
-        return (op.kind, ir_shape_of(t) if t is not None else None)
-    return (op.kind,)
+        return (kind, ir_shape_of(t) if t is not None else None)
+    return (kind,)
 
 
 def _loc(node: Node) -> Loc | None:
@@ -105,7 +107,7 @@ def _units(items: list[_Item]) -> list[_Unit]:
 def _words(item: _Item) -> str:
     ref = item.node.ref
     if isinstance(ref, ModelOp):
-        sig = _model_sig(ref)
+        sig = _model_sig(ref, item.kind)
         return filter_words(item.kind, sig[1] if len(sig) > 1 else None)
     return _ir_words(ref, item.kind)
 

@@ -87,7 +87,7 @@ class _Matcher:
                 self.folded_bn[src.output] = n.ref
                 continue
             ir_items.append(_Item(n.kind, _ir_sig(n.ref, n.kind), n))
-        m_items = [_Item(n.kind, _model_sig(n.ref), n) for n in m_seq]
+        m_items = [_Item(n.kind, _model_sig(n.ref, n.kind), n) for n in m_seq]
 
         self.align(ir_items, m_items)
         for a, b in zip(ir_items, m_items):

@@ -50,9 +50,34 @@ def _contract(nodes: list[_G]) -> tuple[dict[str, _G], Callable[[str], str]]:
     return kept, lambda t: resolve(t)[0]
 
 
+def _fuse_patterns(kept: dict[str, _G]) -> None:
+    """Ops that graphs write as outer(x, inner(x)) (Op.import_pattern: silu is mul(x, sigmoid(x)))
+    become one node of the op's kind, in place, on either side."""
+    from ...ops import REGISTRY
+
+    patterns = {op.import_pattern: op.import_kind for op in REGISTRY.values() if op.import_pattern}
+    if not patterns:
+        return
+    uses: dict[str, int] = {}
+    for n in kept.values():
+        for t in n.inputs:
+            uses[t] = uses.get(t, 0) + 1
+    for out, n in list(kept.items()):
+        if out not in kept or len(n.inputs) != 2:
+            continue
+        for x, g in ((n.inputs[0], n.inputs[1]), (n.inputs[1], n.inputs[0])):
+            inner = kept.get(g)
+            kind = patterns.get((n.kind, inner.kind)) if inner is not None else None
+            if kind is not None and inner.inputs == [x] and uses.get(g) == 1:
+                kept[out] = _G(kind, [x], out, n.ref, n.extra_pads)
+                del kept[g]
+                break
+
+
 def canonical_order(nodes: list[_G], graph_input: str, output: str) -> list[_G]:
     """The nodes that reach `output`, contracted, in canonical execution order (see the module doc)."""
     kept, resolve = _contract(nodes)
+    _fuse_patterns(kept)
     out = resolve(output)
 
     depth: dict[str, int] = {graph_input: 0}
