@@ -37,6 +37,8 @@ def ref_act(x, act):
         return np.clip(x + 3, 0, 6) / 6
     if act == "hswish":
         return x * np.clip(x + 3, 0, 6) / 6
+    if act == "silu":
+        return x / (1 + np.exp(-x))
     raise KeyError(act)
 
 

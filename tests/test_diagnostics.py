@@ -129,9 +129,9 @@ def test_well_known_names_get_what_they_are_not_a_near_miss(tmp_path, name, ours
 
 
 def test_a_block_named_like_a_function_is_reported_as_a_block_in_after(tmp_path):
-    err = check_text(tmp_path, HEAD + "block swish() {\n  relu\n}\nconv 1x1x3x8 after=bn+swish\n")
-    assert "'swish' is a block, not an op in after=" in err and "did you mean" not in err
-    assert "t.arch:3:7: note: block 'swish' is defined here" in err
+    err = check_text(tmp_path, HEAD + "block gelu() {\n  relu\n}\nconv 1x1x3x8 after=bn+gelu\n")  # swish is silu now
+    assert "'gelu' is a block, not an op in after=" in err and "did you mean" not in err
+    assert "t.arch:3:7: note: block 'gelu' is defined here" in err
 
 
 def test_typos_still_get_a_did_you_mean(tmp_path):

@@ -184,6 +184,7 @@ TORCH = {
     "sigmoid": lambda n, w, xs: torch.sigmoid(xs[0]),
     "hsigmoid": lambda n, w, xs: F.hardsigmoid(xs[0]),
     "hswish": lambda n, w, xs: F.hardswish(xs[0]),
+    "silu": lambda n, w, xs: F.silu(xs[0]),
     "softmax": lambda n, w, xs: F.softmax(xs[0], dim=1),
     "add": lambda n, w, xs: xs[0] + xs[1],
     "mul": lambda n, w, xs: xs[0] * xs[1],

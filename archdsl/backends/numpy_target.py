@@ -123,6 +123,7 @@ REFERENCE = {
     ops.Sigmoid: lambda node, weights, xs: 0.5 * (1.0 + np.tanh(0.5 * xs[0])),  # = 1/(1+e^-x), no overflow
     ops.HardSigmoid: lambda node, weights, xs: _relu6(xs[0] + 3.0) / 6.0,
     ops.HardSwish: lambda node, weights, xs: xs[0] * _relu6(xs[0] + 3.0) / 6.0,
+    ops.SiLU: lambda node, weights, xs: xs[0] * 0.5 * (1.0 + np.tanh(0.5 * xs[0])),  # x * sigmoid(x)
     ops.Softmax: _ref_softmax,
     ops.Add: lambda node, weights, xs: xs[0] + xs[1],
     ops.Mul: lambda node, weights, xs: xs[0] * xs[1],

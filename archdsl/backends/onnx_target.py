@@ -184,6 +184,7 @@ LOWERINGS: dict[type, Callable[[Emitter, Node], None]] = {
     ops.Sigmoid: _simple("Sigmoid"),
     ops.HardSigmoid: _simple("HardSigmoid", alpha=1.0 / 6.0, beta=0.5),  # relu6(x + 3) / 6
     ops.HardSwish: _simple("HardSwish"),
+    ops.SiLU: lambda e, n: e.final(n, "Mul", e.inputs(n) + [e.step(n, "sigmoid", "Sigmoid", e.inputs(n))]),  # opset 17 has no SiLU
     ops.Softmax: _simple("Softmax", axis=1),  # over channels
     ops.AvgPool: _pool("Average"),
     ops.MaxPool: _pool("Max"),

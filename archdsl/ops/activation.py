@@ -56,6 +56,15 @@ class HardSwish(_Activation):
 
 
 @register
+class SiLU(_Activation):
+    name, short, title, aliases = "silu", "silu", "SiLU", ("swish",)
+    doc = "x · σ(x) (SiLU, swish: EfficientNet, MnasNet)"
+    formula = "x / (1 + exp(-x))"
+    import_names = {"keras": ("silu", "swish")}
+    import_pattern = ("mul", "sigmoid")  # TFLite and ONNX (before opset 24) write x * sigmoid(x)
+
+
+@register
 class Softmax(Op):
     name, short, title = "softmax", "softmax", "Softmax"
     int8 = Int8Rule("softmax", output="fixed", doc="gemmlowp fixed-point exp; output 1/256, -128")

@@ -226,6 +226,12 @@ def sigmoid(x, out=None):
     return out
 
 
+def silu(x, out=None):
+    """x * sigmoid(x)"""
+    y = sigmoid(x)
+    return np.multiply(x, y, out=y if out is None else out)
+
+
 def hsigmoid(x, out=None):
     """relu6(x + 3) / 6"""
     y = np.clip(x + 3, 0, 6)

@@ -144,6 +144,7 @@ LOWERINGS: dict[type, Callable[[Node, tuple], Lowering]] = {
     ops.Sigmoid: _module("nn.Sigmoid()"),
     ops.HardSigmoid: _module("nn.Hardsigmoid()"),  # relu6(x + 3) / 6
     ops.HardSwish: _module("nn.Hardswish()"),  # x * relu6(x + 3) / 6
+    ops.SiLU: _module("nn.SiLU()"),  # x * sigmoid(x)
     ops.Softmax: _module("nn.Softmax(dim=1)"),  # over channels
     ops.AvgPool: _avg_pool,
     ops.MaxPool: _max_pool,

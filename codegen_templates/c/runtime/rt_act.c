@@ -34,6 +34,9 @@ void arch_activate(float *x, int n, int act)
             x[i] = x[i] * (v > 6.0f ? 6.0f : v) / 6.0f;
         }
         break;
+    case ARCH_ACT_SILU:
+        for (i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+        break;
     case ARCH_ACT_NONE:
         break;
     }
