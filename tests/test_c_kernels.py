@@ -341,6 +341,20 @@ def test_copy(lib):
     assert np.array_equal(out[:10], x)
 
 
+@pytest.mark.parametrize("c,hw,groups", [(6, 5, 2), (12, 1, 3), (4, 7, 4), (5, 3, 1)])
+def test_channel_shuffle(lib, c, hw, groups):
+    x = np.arange(c * hw, dtype=np.float32)
+    out = guarded(c * hw)
+    lib.arch_channel_shuffle(fp(x), fp(out), c, hw, groups)
+    check_guard(out, c * hw)
+    per = c // groups  # output channel j*groups + i is input channel i*per + j (ShuffleNet's definition)
+    ref = np.empty((c, hw), np.float32)
+    for i in range(groups):
+        for j in range(per):
+            ref[j * groups + i] = x.reshape(c, hw)[i * per + j]
+    assert np.array_equal(out[:c * hw].reshape(c, hw), ref)
+
+
 @pytest.mark.parametrize("c,hw", [(10, 1), (1, 4), (7, 9)])
 def test_softmax(lib, c, hw):
     rng = np.random.default_rng(c * hw)

@@ -191,6 +191,8 @@ TORCH = {
     "concat": lambda n, w, xs: torch.cat(xs, dim=1),
     "flatten": lambda n, w, xs: xs[0].flatten(1)[:, :, None, None],
     "dropout": lambda n, w, xs: F.dropout(xs[0], n.attrs["p"], training=False),
+    "channel split": lambda n, w, xs: xs[0].chunk(n.attrs["parts"], dim=1)[n.attrs["take"] - 1],
+    "channel shuffle": lambda n, w, xs: xs[0].unflatten(1, (n.attrs["groups"], -1)).transpose(1, 2).flatten(1, 2),
 }
 
 

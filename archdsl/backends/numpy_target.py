@@ -27,6 +27,7 @@ import numpy as np
 
 from ..ir import Graph, Node
 from .. import ops
+from ..ops.shuffle import split_range
 from . import codetext
 from ..weights import bn_scale_shift
 from .common import check_batch, lowering_for, number, params_text, template_env
@@ -105,6 +106,13 @@ def _ref_softmax(node, weights, xs):
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _ref_shuffle(node, weights, xs):
+    """Channels as (groups, C / groups), transposed."""
+    n, c, h, w = xs[0].shape
+    g = node.attrs["groups"]
+    return xs[0].reshape(n, g, c // g, h, w).transpose(0, 2, 1, 3, 4).reshape(n, c, h, w)
+
+
 def _relu6(x):
     return np.minimum(np.maximum(x, 0.0), 6.0)
 
@@ -128,6 +136,8 @@ REFERENCE = {
     ops.Add: lambda node, weights, xs: xs[0] + xs[1],
     ops.Mul: lambda node, weights, xs: xs[0] * xs[1],
     ops.Concat: lambda node, weights, xs: np.concatenate(xs, axis=1),
+    ops.ChannelSplit: lambda node, weights, xs: xs[0][:, slice(*split_range(node.attrs, xs[0].shape[1]))],
+    ops.ChannelShuffle: _ref_shuffle,
     ops.Flatten: lambda node, weights, xs: xs[0].reshape(xs[0].shape[0], -1, 1, 1),
     ops.Dropout: lambda node, weights, xs: xs[0],  # identity at inference
 }
@@ -298,6 +308,17 @@ def _lower_concat(step, e: Emitter) -> str:
     return e.call("concat", *(e.var(t) for t in step.inputs))
 
 
+def _lower_split(step, e: Emitter) -> str:
+    _no_epilogue(step)
+    first, end = split_range(step.main.attrs, step.main.in_shapes[0].c)
+    return e.call("channel_slice", e.x(step), str(first), str(end))
+
+
+def _lower_shuffle(step, e: Emitter) -> str:
+    _no_epilogue(step)
+    return e.call("channel_shuffle", e.x(step), f"groups={step.main.attrs['groups']}")
+
+
 def _lower_dropout(step, e: Emitter) -> str:
     _no_epilogue(step)
     return f"{e.x(step)}  # identity at inference (p={_lit(float(step.main.attrs.get('p', 0.0)))})"
@@ -318,6 +339,8 @@ LOWERINGS = {
     ops.Add: _lower_add,
     ops.Mul: _lower_mul,
     ops.Concat: _lower_concat,
+    ops.ChannelSplit: _lower_split,
+    ops.ChannelShuffle: _lower_shuffle,
     **{type(op): _lower_unary(op.name) for op in ops.activations()},  # kernel name = op name
 }
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import ArchError
 from .. import ops
+from ..ops.shuffle import split_range
 from ..ir import Graph, Node
 from .common import check_batch, lowering_for, params_text
 from .codetext import plain, source_label
@@ -175,6 +176,24 @@ def _relu6(e: Emitter, n: Node) -> None:
     e.final(n, "Clip", e.inputs(n) + [lo, hi])
 
 
+def _split(e: Emitter, n: Node) -> None:
+    first, end = split_range(n.attrs, n.in_shapes[0].c)
+    i64 = lambda v: np.array([v], dtype=np.int64)  # noqa: E731
+    e.final(n, "Slice", e.inputs(n) + [e.const(f"c{first}", i64(first)), e.const(f"c{end}", i64(end)),
+                                       e.const("c1", i64(1))])
+
+
+def _shuffle(e: Emitter, n: Node) -> None:
+    """Reshape to (N, g, C/g, H, W), swap the two channel axes, reshape back: the pattern
+    torch.onnx writes for torchvision's channel_shuffle (the ONNX importer reads it back)."""
+    g, x = n.attrs["groups"], n.in_shapes[0]
+    grouped = e.const(f"shape_{g}x{x.c // g}x{x.h}x{x.w}", np.array([0, g, x.c // g, x.h, x.w], dtype=np.int64))
+    flat = e.const(f"shape_{x.c}x{x.h}x{x.w}", np.array([0, x.c, x.h, x.w], dtype=np.int64))
+    y = e.step(n, "grouped", "Reshape", e.inputs(n) + [grouped])
+    y = e.step(n, "transposed", "Transpose", [y], perm=[0, 2, 1, 3, 4])
+    e.final(n, "Reshape", [y, flat])
+
+
 LOWERINGS: dict[type, Callable[[Emitter, Node], None]] = {
     ops.Conv: _conv,
     ops.ConvDW: _conv,  # groups == Cin is in the attrs
@@ -196,6 +215,8 @@ LOWERINGS: dict[type, Callable[[Emitter, Node], None]] = {
     ops.Add: _simple("Add"),
     ops.Mul: _simple("Mul"),  # the 1x1xC gate broadcasts over H x W
     ops.Concat: _simple("Concat", axis=1),
+    ops.ChannelSplit: _split,
+    ops.ChannelShuffle: _shuffle,
 }
 
 

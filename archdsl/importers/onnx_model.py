@@ -216,8 +216,32 @@ def _pad(r: _Reader, node, name, where):
     r.emit(name, "Pad", "pad", r.acts(node)[:1], node.output[0], pads=(pads[2], pads[3], pads[6], pads[7]))
 
 
+def _split(r: _Reader, node, name, where):
+    """Split along the channels (torchvision's x.chunk(2, dim=1)): one channel split per output."""
+    a = r.attrs(node)
+    if a.get("axis", 0) != 1:
+        raise ArchError(f"{where}: a split along axis {a.get('axis', 0)}; archdsl splits channels (axis 1) only")
+    for out in node.output:
+        r.emit(name, "Split", "split", r.acts(node)[:1], out)
+
+
+def _slice(r: _Reader, node, name, where):
+    """A slice of the channels (x[:, a:b]): a channel split."""
+    axes = r.consts.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    steps = r.consts.get(node.input[4]) if len(node.input) > 4 and node.input[4] else None
+    if axes is None or [int(v) for v in np.ravel(axes)] != [1] or (steps is not None and np.any(np.ravel(steps) != 1)):
+        raise ArchError(f"{where}: only a slice of the channels (axes=[1], step 1) is supported, as a channel split")
+    r.emit(name, "Slice", "split", r.acts(node)[:1], node.output[0])
+
+
 def _transpose(r: _Reader, node, name, where):
     perm = list(r.attrs(node).get("perm", []))
+    if len(perm) == 5:
+        if perm != [0, 2, 1, 3, 4]:
+            raise ArchError(f"{where}: a 5-D Transpose with perm {perm} is not a channel shuffle", None,
+                            "the importer reads Reshape-Transpose(0, 2, 1, 3, 4)-Reshape as a channel shuffle")
+        r.emit(name, "Transpose", "shuffle", r.acts(node)[:1], node.output[0])  # its Reshapes are views
+        return
     if perm == [0, 2, 3, 1]:
         r.flatten = "hwc"  # the graph goes NHWC: a later Flatten sees H, W, C order
     if perm == [0, 3, 1, 2] and node.input[0] in [v.name for v in r.graph.input]:
@@ -263,6 +287,8 @@ HANDLERS = {
     "Unsqueeze": _simple("pass"),
     "Identity": _simple("pass"),
     "Transpose": _transpose,
+    "Split": _split,
+    "Slice": _slice,
     "Pad": _pad,
     "Constant": _constant,
     **{name: _simple(kind) for name, kind in format_names("onnx").items()},  # activations, softmax, views

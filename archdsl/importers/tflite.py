@@ -320,6 +320,24 @@ def _pad(r: _Reader, op, label, ins, outs):
     r.emit(label, r.tname(outs[0]), "pad", r.acts_in(ins[:1]), outs[0], pads=(int(t), int(l), int(b), int(rr)))
 
 
+def _transpose(r: _Reader, op, label, ins, outs):
+    """RESHAPE-TRANSPOSE-RESHAPE in NHWC: (N, H, W, g, C/g) transposed to (N, H, W, C/g, g) is a channel shuffle."""
+    perm = r.const(ins[1])
+    if perm is None or [int(v) for v in np.ravel(perm)] != [0, 1, 2, 4, 3]:
+        raise ArchError(f"{label}: only the transpose of a channel shuffle (perm 0, 1, 2, 4, 3 between two "
+                        "RESHAPEs) is supported")
+    r.emit(label, r.tname(outs[0]), "shuffle", r.acts_in(ins[:1]), outs[0])
+
+
+def _split(r: _Reader, op, label, ins, outs):
+    """SPLIT (axis, input) into equal parts along the channels: one channel split per output."""
+    axis = r.const(ins[0])
+    if axis is None or int(np.ravel(axis)[0]) not in (3, -1):
+        raise ArchError(f"{label}: a split along axis {axis}; archdsl splits channels (NHWC axis 3) only")
+    for out in outs:
+        r.emit(label, r.tname(out), "split", r.acts_in(ins[1:2]), out)
+
+
 def _dequantize(r: _Reader, op, label, ins, outs):
     src = r.const(ins[0])
     if src is None and r.ttype(ins[0]) == "INT8" and r.ttype(outs[0]) == "FLOAT32":
@@ -359,6 +377,8 @@ HANDLERS = {
     "RESHAPE": _simple("pass"),
     "SQUEEZE": _simple("pass"),
     "PAD": _pad,
+    "TRANSPOSE": _transpose,
+    "SPLIT": _split,
     "PADV2": _pad,
     "DEQUANTIZE": _dequantize,
     "QUANTIZE": _quantized,

@@ -3,7 +3,7 @@
 Every registered op class is exported by its class name (`ops.Conv`, `ops.HardSwish`): backends
 key their lowering tables by them.
 """
-from . import activation, combine, conv, dense, norm, pool  # noqa: F401  (registration)
+from . import activation, combine, conv, dense, norm, pool, shuffle  # noqa: F401  (registration)
 from .base import ALIASES, REGISTRY, Op, RowArgs, activations, lookup, op_class, op_names
 
 for _op in REGISTRY.values():

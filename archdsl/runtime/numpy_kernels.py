@@ -202,6 +202,17 @@ def softmax(x):
     return e
 
 
+def channel_slice(x, first, end):
+    """Channels [first, end) (a channel split), as a new array."""
+    return x[:, first:end].copy()
+
+
+def channel_shuffle(x, groups):
+    """ShuffleNet's shuffle: the channels as (groups, C / groups), transposed."""
+    n, c, h, w = x.shape
+    return np.ascontiguousarray(x.reshape(n, groups, c // groups, h, w).transpose(0, 2, 1, 3, 4)).reshape(n, c, h, w)
+
+
 # ---------------------------------------------------------------- activations
 
 

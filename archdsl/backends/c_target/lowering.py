@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 
 from ... import ops
+from ...ops.shuffle import split_range
 from ...errors import ArchError
 from ...weights import bn_scale_shift
 from ..common import number
@@ -213,6 +214,22 @@ def _concat(e: Emitter, step) -> list[str]:
     return lines
 
 
+def _split(e: Emitter, step) -> list[str]:
+    """A channel split: its channels are one contiguous run of the NCHW input."""
+    n = step.main
+    x = n.in_shapes[0]
+    first, end = split_range(n.attrs, x.c)
+    e.use("rt_eltwise.c")
+    return [_call("arch_copy", f"{e.t(n.inputs[0])} + {first * x.h * x.w}", e.t(step.output), (end - first) * x.h * x.w)]
+
+
+def _shuffle(e: Emitter, step) -> list[str]:
+    n = step.main
+    x = n.in_shapes[0]
+    e.use("rt_eltwise.c")
+    return [_call("arch_channel_shuffle", e.t(n.inputs[0]), e.t(step.output), x.c, x.h * x.w, n.attrs["groups"])]
+
+
 def _pool(kernel: str, global_kernel: str) -> Callable:
     def lower(e: Emitter, step) -> list[str]:
         n = step.main
@@ -240,6 +257,8 @@ LOWERINGS: dict[type, Callable[[Emitter, object], list[str]]] = {
     ops.Add: _add,
     ops.Mul: _mul,
     ops.Concat: _concat,
+    ops.ChannelSplit: _split,
+    ops.ChannelShuffle: _shuffle,
     ops.AvgPool: _pool("arch_avg_pool", "arch_global_avg_pool"),  # and global avg pool
     ops.MaxPool: _pool("arch_max_pool", "arch_global_max_pool"),  # and global max pool
     ops.Flatten: _view,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ... import ops
+from ...ops.shuffle import split_range
 from ...ir import Node
 from ..common import number
 
@@ -128,6 +129,17 @@ def _dropout(n: Node, ranks) -> Lowering:
     return Lowering(module=f"nn.Dropout({number(float(n.attrs['p']))})")
 
 
+def _split(n: Node, ranks) -> Lowering:
+    first, end = split_range(n.attrs, n.in_shapes[0].c)
+    return Lowering(expr=f"{{0}}[:, {first}:{end}]", in_rank=4)
+
+
+def _shuffle(n: Node, ranks) -> Lowering:
+    """torchvision's channel_shuffle, written out."""
+    g = n.attrs["groups"]
+    return Lowering(expr=f"{{0}}.unflatten(1, ({g}, -1)).transpose(1, 2).flatten(1, 2)", in_rank=4)
+
+
 def _join(expr: str) -> Callable[[Node, tuple], Lowering]:
     """add / mul / concat: inputs of mixed rank meet as (N, C, H, W)."""
     def lower(n: Node, ranks) -> Lowering:
@@ -156,6 +168,8 @@ LOWERINGS: dict[type, Callable[[Node, tuple], Lowering]] = {
     ops.Add: _join("{0} + {1}"),
     ops.Mul: _join("{0} * {1}"),  # a 1x1xC gate broadcasts over H x W
     ops.Concat: _join("torch.cat([{all}], dim=1)"),
+    ops.ChannelSplit: _split,
+    ops.ChannelShuffle: _shuffle,
 }
 
 RESHAPES = {4: "{}[:, :, None, None]", 2: "torch.flatten({}, 1)"}  # to that rank

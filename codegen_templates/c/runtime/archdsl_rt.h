@@ -101,6 +101,9 @@ void arch_affine(const float *in, const float *scale, const float *shift, int c,
 void arch_activation(const float *in, float *out, int n, int act);
 /* out[0..n) = in[0..n) (concat copies each branch to its channel offset); out and in apart. */
 void arch_copy(const float *restrict in, float *restrict out, int n);
+/* ShuffleNet's channel shuffle of a c x hw map: output channel j*groups + i is input channel
+ * i*(c/groups) + j. out and in apart. */
+void arch_channel_shuffle(const float *restrict in, float *restrict out, int c, int hw, int groups);
 
 /* rt_softmax.c: softmax over the c channels of each of the hw pixels. */
 void arch_softmax(const float *restrict in, int c, int hw, float *restrict out);

@@ -49,3 +49,12 @@ void arch_copy(const float *restrict in, float *restrict out, int n)
     int i;
     for (i = 0; i < n; i++) out[i] = in[i];
 }
+
+void arch_channel_shuffle(const float *restrict in, float *restrict out, int c, int hw, int groups)
+{
+    const int per_group = c / groups;
+    int g, j;
+    for (g = 0; g < groups; g++)
+        for (j = 0; j < per_group; j++)
+            arch_copy(in + (g * per_group + j) * hw, out + (j * groups + g) * hw, hw);
+}
