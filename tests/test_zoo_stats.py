@@ -20,7 +20,8 @@ from archdsl.errors import ArchError
 from conftest import load_graph, parse_text
 
 ZOO = ["mobilenet_v2.arch", "mobilenet_v3_large.arch", "mobilenet_v3_small.arch", "resnet20_cifar.arch",
-       "vgg16.arch", "googlenet.arch", "xception.arch", "mobilenet_v1_cifar10.arch"]
+       "vgg16.arch", "googlenet.arch", "xception.arch", "mobilenet_v1_cifar10.arch", "shufflenet_v2.arch",
+       "efficientnet_b0.arch"]
 
 
 def _totals(spec: str, **sets) -> dict:
@@ -399,3 +400,23 @@ def test_yes_and_no_words_are_booleans():
                    "conv / s1 1x1x4x4 if=yes\n")
     assert len(g.nodes) == 2
     assert len(parse_text(head + "conv / s1 1x1x4x4 if={se}\n", se=True).nodes) == 1
+
+
+# torchvision's counts (independent of this project): parameters including BN γ/β, and the
+# mult-adds of every conv and fc, squeeze-and-excitation convs included.
+@pytest.mark.parametrize("spec, params, macs", [
+    ("shufflenet_v2.arch", 2_278_604, 144_907_992),   # torchvision.models.shufflenet_v2_x1_0
+    ("efficientnet_b0.arch", 5_288_548, 385_814_752),  # torchvision.models.efficientnet_b0
+])
+def test_torchvision_counts(spec, params, macs):
+    t = _totals(spec)
+    assert (t["params_with_bn"], t["macs"]) == (params, macs)
+
+
+def test_shufflenet_v2_table5_output_sizes_and_channels():
+    """Table 5 of the ShuffleNetV2 paper, 1x column: the stages' output sizes and channels."""
+    g = load_graph("shufflenet_v2.arch")
+    shuffles = [n for n in g.nodes if n.op.name == "channel shuffle"]
+    assert len(shuffles) == 4 + 8 + 4  # repeats 1+3, 1+7, 1+3
+    stage_out = [shuffles[i].out_shape for i in (3, 11, 15)]
+    assert [str(s) for s in stage_out] == ["28x28x116", "14x14x232", "7x7x464"]
