@@ -209,3 +209,17 @@ def test_the_docs_name_the_op(op):
     if ops.lookup(op).is_activation:
         assert re.search(words, _block("docs/c_runtime.md", "| `arch_activate` |")), \
             f"docs/c_runtime.md's arch_activate row lacks {op}"
+
+
+def test_the_architecture_doc_names_the_steps_this_test_checks():
+    """docs/architecture.md's "Adding an op": every file it names exists, and it names every backend
+    and importer kind checked here."""
+    doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    steps = doc[doc.index("## Adding an op"):]
+    steps = steps[:steps.find("\n## ", 3) if "\n## " in steps[3:] else len(steps)]
+    paths = re.findall(r"`((?:archdsl|codegen_templates|tests|docs)/[\w./]+)`", steps)
+    assert paths, "the steps name no file"
+    missing = [p for p in paths if not (ROOT / p.rstrip("/")).exists()]
+    assert not missing, f"docs/architecture.md names files that do not exist: {missing}"
+    for word in (*BACKENDS, *IMPORTERS):
+        assert word in steps, f"docs/architecture.md's steps do not name '{word}'"
