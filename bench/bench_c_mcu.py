@@ -10,6 +10,11 @@ Instructions: the generated harness reads CMSDK TIMER0 (25 MHz) around <p>_invok
 wait states. Each --opt is one set of optimisation flags for the model and kernels (default: the
 target's MCU_OPT, -O3 -ffp-contract=fast, and plain -O2 for comparison).
 
+Per layer: for each MCU at the target's MCU_OPT, the table of `archdsl run --mcu M --profile`:
+executed instructions per step counted by the project's QEMU plugin and cycles estimated with the
+Cortex-M4/M7 cycle table of archdsl/backends/c_target/profile.py (fp32; see there for what the
+estimate leaves out). --no-profile skips it.
+
 Arena: plan_memory's arena (the #define; what `stats` reports), the largest set of tensors alive at
 once (a lower bound for any plan of this schedule), and the largest input + output of one step (the
 lower bound of the brief for sequential networks), for every spec at its defaults.
@@ -30,6 +35,7 @@ def parse_args():
     p.add_argument("--spec", default=str(ROOT / "specs" / "mobilenet_v1.arch"))
     p.add_argument("--set", dest="sets", action="append", default=None, metavar="NAME=VALUE")
     p.add_argument("--opt", action="append", default=None, metavar="FLAGS")
+    p.add_argument("--no-profile", dest="profile", action="store_false", help="skip the per-layer profile")
     return p.parse_args()
 
 
@@ -89,6 +95,13 @@ def main() -> int:
                 n = r.instructions[0]
                 print(f"{mcu:10} {' '.join(opt):44} {n:13,} {n / macs:8.2f} {b.weights_bytes:10,} "
                       f"{b.code_bytes:7,} {r.stack_bytes:8,} {wall:7.2f}")
+        if args.profile:
+            from rich.console import Console
+
+            from archdsl.commands.mcu import print_profile
+
+            for mcu in c_target.MCUS:
+                print_profile(Console(width=120), graph, Path(tmp), "net", mcu, x)
     arena_table()
     return 0
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def mcu_report(c_target, graph, outdir: Path, x, mcu: str, name: str | None = None):
-    """Cross-compile, run under QEMU, print flash/RAM and instructions; return the output."""
+def mcu_report(c_target, graph, outdir: Path, x, mcu: str, name: str | None = None, profile: bool = False):
+    """Cross-compile, run under QEMU, print flash/RAM and instructions (with `profile`, also the
+    per-layer instructions and estimated cycles of the first image); return the output."""
     from rich.console import Console
     from rich.table import Table
 
@@ -26,4 +27,20 @@ def mcu_report(c_target, graph, outdir: Path, x, mcu: str, name: str | None = No
     for i, n in enumerate(r.instructions):
         per = f", {n / macs:.2f} per mult-add" if macs else ""
         console.print(f"image {i}: {n:,} instructions (QEMU -icount, TIMER0 ticks x {c_target.INSNS_PER_TICK}){per}")
+    if profile:
+        print_profile(console, graph, outdir, name or graph.name, mcu, x)
     return r.output
+
+
+def print_profile(console, graph, outdir: Path, name: str, mcu: str, x, opt=None) -> None:
+    """The per-layer table (QEMU plugin counts, cycles from the Cortex-M cycle table) and the class mix."""
+    from ..backends.c_target import profile as prof
+    from ..report import _rich_table
+
+    b, rows = prof.layer_profile(graph, outdir, name, mcu, x, opt=opt)
+    head, body = prof.profile_table(rows)
+    console.print(_rich_table(f"{graph.name} on {b.mcu.name}: per layer (first image; instructions counted "
+                              f"by the QEMU plugin, cycles estimated)", head, body))
+    head, body = prof.class_table(rows, mcu)
+    console.print(_rich_table(f"instruction classes on {b.mcu.name} (cycles: profile.CYCLES)", head, body))
+    console.print(f"The cycle estimate leaves out: {prof.LEFT_OUT}.")

@@ -70,6 +70,9 @@ def register(app: typer.Typer) -> None:
                                           help="C target only: cross-compile with arm-none-eabi-gcc and run under "
                                                "qemu-system-arm (mps2-an386 / mps2-an500); prints flash and RAM "
                                                "and the instructions per inference."),
+        profile: bool = typer.Option(False, "--profile",
+                                     help="With --mcu: also a per-layer table of executed instructions (counted "
+                                          "by a QEMU plugin) and estimated cycles (Cortex-M4/M7 cycle table)."),
     ):
         """Compile a spec, run it on an input and print the output.
 
@@ -78,6 +81,8 @@ def register(app: typer.Typer) -> None:
           archdsl run specs/mobilenet_v1.arch --input x.npy -o y.npy --set alpha=0.25
 
           archdsl run specs/mobilenet_v1.arch --mcu cortex-m4 --set alpha=0.25 --set rho=96/224
+
+          archdsl run specs/mobilenet_v1.arch --mcu cortex-m4 --profile --set alpha=0.25 --set rho=96/224
         """
         import numpy as np
 
@@ -86,6 +91,8 @@ def register(app: typer.Typer) -> None:
 
         if mcu is not None and target != "c":
             raise ArchError("--mcu applies to the C target only", None, "drop --target or use --target c")
+        if profile and mcu is None:
+            raise ArchError("--profile needs --mcu", None, "e.g. --mcu cortex-m4 --profile")
         if out is not None and out.suffix != ".npy":
             raise ArchError(f"--out {out}: the output is written as .npy", None, f"e.g. -o {out.with_suffix('.npy')}")
         tgt = load_target(target)
@@ -101,7 +108,7 @@ def register(app: typer.Typer) -> None:
             if mcu is None:
                 y = tgt.run(Path(tmp), graph.name, x)
             else:
-                y = mcu_report(tgt, graph, Path(tmp), x, mcu)
+                y = mcu_report(tgt, graph, Path(tmp), x, mcu, profile=profile)
         y = np.asarray(y, dtype=np.float32).reshape(len(x), *graph.output_shape.chw)
         typer.echo(show_output(y))
         if out is not None:

@@ -94,13 +94,15 @@ class McuRun:
         return [t * INSNS_PER_TICK for t in self.ticks]
 
 
-def run_mcu(b: McuBuild, x: np.ndarray, out_size: int, timeout: float = 300) -> McuRun:
-    """Run the ELF under qemu-system-arm (semihosting, -icount shift=0) on a batch of inputs."""
+def run_mcu(b: McuBuild, x: np.ndarray, out_size: int, timeout: float = 300,
+            plugin: list[str] | None = None) -> McuRun:
+    """Run the ELF under qemu-system-arm (semihosting, -icount shift=0) on a batch of inputs; `plugin`:
+    extra QEMU arguments run in QEMU's working folder (the profile's `-plugin`, see profile.py)."""
     with tempfile.TemporaryDirectory(prefix="archdsl-qemu-") as tmp:
         np.ascontiguousarray(x, dtype="<f4").tofile(Path(tmp) / "input.bin")
         cmd = [QEMU, "-M", b.mcu.machine, "-display", "none", "-monitor", "none", "-serial", "none",
                "-icount", "shift=0", "-chardev", "file,id=sh0,path=console.txt",
-               "-semihosting-config", "enable=on,target=native,chardev=sh0", "-kernel", str(b.elf)]
+               "-semihosting-config", "enable=on,target=native,chardev=sh0", "-kernel", str(b.elf), *(plugin or [])]
         try:
             proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout,
                                   stdin=subprocess.DEVNULL)

@@ -32,6 +32,8 @@ MCUS = {
 }
 ARM_CC = "arm-none-eabi-gcc"
 ARM_SIZE = "arm-none-eabi-size"
+ARM_NM = "arm-none-eabi-nm"
+ARM_OBJDUMP = "arm-none-eabi-objdump"  # symbols and disassembly for the profile
 QEMU = "qemu-system-arm"
 INSNS_PER_TICK = 40  # CMSDK TIMER0 runs at 25 MHz; with -icount shift=0 one guest instruction is 1 ns
 
