@@ -246,11 +246,6 @@ def count_windows(b: McuBuild, x: np.ndarray, out_size: int, name: str, trace: b
     return images
 
 
-def trace_names(outdir: Path, name: str) -> list[str]:
-    """The steps' names in call order, as the generated <name>.c passes them to TRACE."""
-    return re.findall(r'^\s*TRACE\("([^"]+)"', (Path(outdir) / f"{name}.c").read_text(), re.M)
-
-
 @dataclass
 class LayerRow:
     layer: str  # the step's main node
@@ -268,13 +263,11 @@ def layer_profile(graph, outdir: Path, name: str, mcu: str, x: np.ndarray,
 
     b = build_mcu(outdir, name, mcu, opt=opt, trace=True)
     windows = count_windows(b, x[:1], graph.output_shape.numel, name, trace=True)[0]
-    names = trace_names(outdir, name)
-    if len(windows) != len(names) + 1:
-        raise ArchError(f"the profile saw {len(windows) - 1} steps, the model has {len(names)}")
-    steps = {s.output: s for s in analyze(graph).steps}
+    steps = analyze(graph).steps  # the C target makes one call, and one TRACE, per step in this order
+    if len(windows) != len(steps) + 1:
+        raise ArchError(f"the profile saw {len(windows) - 1} steps, the model has {len(steps)}")
     rows = []
-    for step_name, counts in zip(names, windows):
-        s = steps[step_name]
+    for s, counts in zip(steps, windows):
         rows.append(LayerRow(s.main.name, s.main.row.line, sum(n.macs for n in s.nodes), counts))
     rows.append(LayerRow("(return)", None, 0, windows[-1]))
     return b, rows
