@@ -156,6 +156,9 @@ def stats(
     plot_memory: Optional[Path] = typer.Option(None, "--plot-memory", metavar="FILE.png",
                                                help="Draw the live activation bytes per step, layer by layer "
                                                     "against patched (needs matplotlib)."),
+    int8: bool = typer.Option(False, "--int8",
+                              help="Also the int8 build's figures: flash per layer (int8 weights, int32 "
+                                   "biases, multipliers and shifts) and the int8 arena."),
 ):
     """Parameters, mult-adds and activation memory, per layer, per layer type and in total."""
     from . import report
@@ -206,6 +209,14 @@ def stats(
                 report.render_memory(graph, rep, fmt)
             if plot_memory:
                 report.plot_memory(plot_memory, rep, graph.name)
+        if int8:
+            extra = report.render_int8(graph, fmt)
+            if fmt == "json":
+                import json
+
+                text = json.dumps({**json.loads(text), "int8": json.loads(extra)["int8"]}, indent=2)
+            elif text is not None:
+                text = text.rstrip("\n") + "\n\n" + extra
         if plot:
             from .analysis.costs import totals
 

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from .analysis.costs import CONVENTION, by_type, layer_costs, totals
 from .errors import ArchError
 from .ir import Graph
@@ -335,3 +337,52 @@ def plot_memory(path: Path, rep, title: str) -> None:
         raise ArchError(f"cannot write {path}: {getattr(e, 'strerror', None) or e}") from None
     finally:
         plt.close(fig)
+
+
+# ---------------------------------------------------------------- int8 figures (stats --int8)
+
+REQUANT_BYTES = 8  # an int32 multiplier and an int32 shift per output channel
+
+
+def int8_figures(graph: Graph) -> dict:
+    """What an int8 build of `graph` keeps in flash and RAM, from the shapes alone: per layer with
+    weights, the int8 weights (BN folded), the int32 biases and the per-channel requantization
+    (multiplier, shift); the arena at one byte per element (the same plan as the C target's).
+    A layer quantized per tensor (an fc, usually) stores one (multiplier, shift) pair, 8·(O−1) B less."""
+    from .analysis.memory import plan_memory
+    from .quant.network import weight_steps
+
+    layers = []
+    for step in weight_steps(graph):
+        main = step.main
+        w = main.params["weight"]
+        cout = int(w.shape[0])
+        row = {"name": main.name, "line": main.row.line if main.row else 0, "op": main.op.name,
+               "weights": int(np.prod(w.shape)), "bias": 4 * cout, "requant": REQUANT_BYTES * cout}
+        row["total"] = row["weights"] + row["bias"] + row["requant"]
+        layers.append(row)
+    plan = plan_memory(graph, elem_bytes=1)
+    return {"layers": layers, "constant_bytes": sum(r["total"] for r in layers),
+            "arena_bytes": plan.arena_bytes, "peak_live_bytes": plan.peak_live_bytes}
+
+
+def render_int8(graph: Graph, fmt: str) -> str | None:
+    f = int8_figures(graph)
+    if fmt == "json":
+        return json.dumps({"network": graph.name, "int8": f}, indent=2)
+    head = ["layer", "line", "op", "int8 weights", "int32 bias", "multipliers + shifts", "flash bytes"]
+    rows = [[r["name"], str(r["line"]), r["op"], _int(r["weights"]), _int(r["bias"]), _int(r["requant"]),
+             _int(r["total"])] for r in f["layers"]]
+    totals_rows = [["int8 constants (flash: weights, biases, multipliers, shifts)", _int(f["constant_bytes"])],
+                   ["int8 activation arena (RAM, the C target's plan)", _int(f["arena_bytes"])],
+                   ["largest set of int8 tensors alive at once", _int(f["peak_live_bytes"])]]
+    if fmt == "markdown":
+        return "\n".join(_markdown(head, rows) + [""] + _markdown(["int8", "bytes"], totals_rows))
+    if fmt == "csv":
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([head, *[[c.replace(",", "") for c in r] for r in rows]])
+        return buf.getvalue()
+    console = _console()
+    console.print(_rich_table("int8 per layer", head, rows))
+    console.print(_rich_table("int8 totals", ["int8", "bytes"], totals_rows))
+    return None

@@ -2,7 +2,13 @@
 and the planned arena against lower bounds.
 
     python bench/bench_c_mcu.py [--spec specs/mobilenet_v1.arch] [--set alpha=0.25 --set rho=96/224 ...]
-                                [--opt "-O2 ..." --opt "-O3 ..."]
+                                [--opt "-O2 ..." --opt "-O3 ..."] [--weights FILE]
+
+With --weights an int8 weight file (archdsl import of an int8 .tflite, or archdsl quantize), the
+int8 runtime is measured, e.g. the portable int8 kernels on the MLPerf Tiny VWW model:
+
+    archdsl import specs/vww_mobilenet_v1.arch ../shared/models/vww/vww_96_int8.tflite -o vww_int8.npz
+    python bench/bench_c_mcu.py --spec specs/vww_mobilenet_v1.arch --set classes=2 --weights vww_int8.npz
 
 Instructions: the generated harness reads CMSDK TIMER0 (25 MHz) around <p>_invoke(); QEMU runs with
 -icount shift=0, one guest instruction per virtual nanosecond, so instructions = 40 x ticks
@@ -36,6 +42,7 @@ def parse_args():
     p.add_argument("--set", dest="sets", action="append", default=None, metavar="NAME=VALUE")
     p.add_argument("--opt", action="append", default=None, metavar="FLAGS")
     p.add_argument("--no-profile", dest="profile", action="store_false", help="skip the per-layer profile")
+    p.add_argument("--weights", type=Path, default=None, help="weights (float, or an int8 weight file)")
     return p.parse_args()
 
 
@@ -67,7 +74,8 @@ def main() -> int:
     from archdsl.analysis.memory import plan_memory
     from archdsl.backends import c_target
     from archdsl.cli import load_graph
-    from archdsl.weights import init_weights
+    from archdsl.commands.targets import get_weights
+    from archdsl.quant.weights_file import is_int8_dict
 
     why = c_target.mcu_unavailable()
     if why:
@@ -79,13 +87,14 @@ def main() -> int:
                                                            ["-O2", "-ffunction-sections", "-fdata-sections"]]
     graph = load_graph(Path(args.spec), sets)
     macs = totals(graph)["macs"]
-    arena = plan_memory(graph).arena_bytes
+    weights = get_weights(graph, args.weights, 0)
+    arena = plan_memory(graph, elem_bytes=1 if is_int8_dict(weights) else 4).arena_bytes
     x = np.random.default_rng(0).standard_normal((1, *graph.input_shape.chw)).astype(np.float32)
     print(f"{graph.name} {dict(graph.params)}  input {graph.input_shape}  {macs:,} mult-adds  arena {arena:,} B")
     print(f"{'mcu':10} {'flags':44} {'instructions':>13} {'per MAC':>8} {'weights B':>10} {'code B':>7} "
           f"{'stack B':>8} {'qemu s':>7}")
     with tempfile.TemporaryDirectory(prefix="archdsl-bench-mcu-") as tmp:
-        c_target.compile(graph, init_weights(graph, 0), Path(tmp), "net")
+        c_target.compile(graph, weights, Path(tmp), "net")
         for mcu in c_target.MCUS:
             for opt in opts:
                 b = c_target.build_mcu(Path(tmp), "net", mcu, opt=opt)

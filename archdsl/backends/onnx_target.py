@@ -32,6 +32,8 @@ from .codetext import plain, source_label
 
 NAME = "onnx"
 EXTRA = "onnx"
+INT8 = True  # int8 weight dicts compile to a QDQ graph (onnx_int8.py)
+INT8_EXACT = False  # ONNX Runtime's integer kernels requantize in float: close to TFLite, not equal
 OPSET = 17
 IR_VERSION = 8  # the IR version that goes with opset 17: readable by every runtime that knows the opset
 INPUT = "input"
@@ -265,6 +267,12 @@ def build_model(graph: Graph, weights: dict[str, np.ndarray]):
 
 
 def model_bytes(graph: Graph, weights: dict[str, np.ndarray]) -> bytes:
+    from ..quant.weights_file import is_int8_dict
+
+    if is_int8_dict(weights):
+        from .onnx_int8 import build_model as build_int8
+
+        return build_int8(graph, weights).SerializeToString(deterministic=True)
     return build_model(graph, weights).SerializeToString(deterministic=True)
 
 
@@ -324,9 +332,12 @@ def run_layers(outdir, name: str, x: np.ndarray) -> dict[str, np.ndarray]:
     model = onnx.load(str(_model_path(outdir, name)))
     outputs = {o.name for o in model.graph.output}
     layers = {n.name: n.output[0] for n in model.graph.node if "/" not in n.name}
+    # an int8 (QDQ) model's layers are its int8 tensors (onnx_int8.py)
+    int8 = any(p.key == "archdsl.int8" for p in model.metadata_props)
     for tensor in layers.values():
         if tensor not in outputs:
-            model.graph.output.append(helper.make_tensor_value_info(tensor, TensorProto.FLOAT, None))
+            elem = TensorProto.INT8 if int8 else TensorProto.FLOAT
+            model.graph.output.append(helper.make_tensor_value_info(tensor, elem, None))
             outputs.add(tensor)
     sess = _session(model.SerializeToString())
     names = list(layers)

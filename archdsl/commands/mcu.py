@@ -11,11 +11,14 @@ def mcu_report(c_target, graph, outdir: Path, x, mcu: str, name: str | None = No
     from rich.table import Table
 
     from ..analysis import analyze
+    from ..analysis.memory import plan_memory
+    from ..backends.c_target.build import INT8
 
     b = c_target.build_mcu(outdir, name or graph.name, mcu)
     r = c_target.run_mcu(b, x, graph.output_shape.numel)
     a = analyze(graph)
-    arena = a.plan.arena_bytes
+    # the arena the build planned: the analysis' (float), or the int8 plan at one byte per element
+    arena = plan_memory(graph, a.steps, elem_bytes=1).arena_bytes if b.dtype == INT8 else a.plan.arena_bytes
     table = Table(title=f"{graph.name} on {b.mcu.name} (QEMU {b.mcu.machine})", title_justify="left")
     for col in ("", "bytes", "where"):
         table.add_column(col, justify="right" if col == "bytes" else "left")

@@ -46,6 +46,17 @@ def show_output(y, limit: int = 20) -> str:
     return "\n".join(lines)
 
 
+def _int8_c_network(target, graph, weights):
+    """The QuantizedNetwork when the C target runs int8 weights, else None."""
+    from ..quant.weights_file import is_int8_dict
+
+    if target.NAME != "c" or not is_int8_dict(weights):
+        return None
+    from ..quant.network import QuantizedNetwork
+
+    return QuantizedNetwork.build(graph, weights)
+
+
 def register(app: typer.Typer) -> None:
     from ..cli import SET_HELP, load_graph, user_errors
 
@@ -103,12 +114,19 @@ def register(app: typer.Typer) -> None:
         else:
             x = np.random.default_rng(seed).standard_normal((1, *graph.input_shape.chw)).astype(np.float32)
             typer.echo(f"input: one seeded standard-normal image {graph.input_shape} (give one with --input)")
+        net = _int8_c_network(tgt, graph, w)
+        if net is not None:  # the int8 C program quantizes float input; its int8 output is dequantized here
+            from ..quant.arithmetic import dequantize
+
+            typer.echo(f"int8: the input quantized with {net.input}, the output dequantized from {net.output}")
         with tempfile.TemporaryDirectory(prefix="archdsl-run-") as tmp:
             tgt.compile(graph, w, Path(tmp), graph.name)
             if mcu is None:
                 y = tgt.run(Path(tmp), graph.name, x)
             else:
                 y = mcu_report(tgt, graph, Path(tmp), x, mcu, profile=profile)
+        if net is not None:
+            y = dequantize(y, net.output.scale, net.output.zero_point)
         y = np.asarray(y, dtype=np.float32).reshape(len(x), *graph.output_shape.chw)
         typer.echo(show_output(y))
         if out is not None:

@@ -36,3 +36,4 @@ from .toolchain import (ARM_CC, ARM_SIZE, HOST_OPT, INSNS_PER_TICK, MCU_LDFLAGS,
 
 NAME = "c"
 EXTRA = None
+INT8 = True  # int8 weight dicts compile to an int8 runtime (lowering_int8.py, runtime/rt_q*.c)

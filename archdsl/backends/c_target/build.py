@@ -87,12 +87,13 @@ def build(outdir, name: str, *, sanitize: bool = False, cflags: list[str] | None
 
 
 def run_exe(exe: Path, inputs: np.ndarray, out_size: int, timeout: float = 600,
-            trace: dict | None = None) -> np.ndarray:
+            trace: dict | None = None, dtype: str = "<f4") -> np.ndarray:
     """Run a host program built by `build` on a batch; with `trace` (a dict), also collect every
-    step's output (the program must be built with -DARCHDSL_TRACE): name -> (N, C, H, W)."""
+    step's output (the program must be built with -DARCHDSL_TRACE): name -> (N, C, H, W).
+    dtype: the program's element type ("<f4", or INT8 for an int8 build)."""
     with tempfile.TemporaryDirectory(prefix="archdsl-run-") as tmp:
         fin, fout, ftrace = Path(tmp) / "input.bin", Path(tmp) / "output.bin", Path(tmp) / "trace.bin"
-        np.ascontiguousarray(inputs, dtype="<f4").tofile(fin)
+        np.ascontiguousarray(inputs, dtype=dtype).tofile(fin)
         args = [str(fin), str(fout)] + ([str(ftrace)] if trace is not None else [])
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
@@ -105,16 +106,16 @@ def run_exe(exe: Path, inputs: np.ndarray, out_size: int, timeout: float = 600,
         if proc.returncode != 0 or proc.stderr.strip():
             raise ArchError(f"the C program failed (exit {proc.returncode})", None,
                             "\n".join(proc.stderr.strip().splitlines()[-30:]) or None)
-        out = np.fromfile(fout, dtype="<f4")
+        out = np.fromfile(fout, dtype=dtype)
         if trace is not None:
-            trace.update(_read_trace(ftrace.read_bytes()))
+            trace.update(_read_trace(ftrace.read_bytes(), dtype))
     n = inputs.shape[0]
     if out.size != n * out_size:
         raise ArchError(f"the C program wrote {out.size} values, expected {n * out_size}")
     return out.reshape(n, out_size)
 
 
-def _read_trace(data: bytes) -> dict[str, np.ndarray]:
+def _read_trace(data: bytes, dtype: str = "<f4") -> dict[str, np.ndarray]:
     per_name: dict[str, list[np.ndarray]] = {}
     pos = 0
     while pos < len(data):
@@ -124,9 +125,38 @@ def _read_trace(data: bytes) -> dict[str, np.ndarray]:
         pos += n
         c, h, w = (int(v) for v in np.frombuffer(data, np.int32, 3, pos))
         pos += 12
-        per_name.setdefault(name, []).append(np.frombuffer(data, np.float32, c * h * w, pos).reshape(c, h, w))
-        pos += 4 * c * h * w
+        per_name.setdefault(name, []).append(np.frombuffer(data, dtype, c * h * w, pos).reshape(c, h, w))
+        pos += np.dtype(dtype).itemsize * c * h * w
     return {k: np.stack(v) for k, v in per_name.items()}
+
+
+def as_program_input(x, dtype: str, input_q: tuple[float, int] | None) -> np.ndarray:
+    """x in the program's element type; an int8 build's float input is quantized with its input's
+    (scale, zero point), as TFLite's QUANTIZE op does."""
+    if dtype == INT8 and np.asarray(x).dtype != np.int8:
+        from ...quant.arithmetic import quantize_float
+
+        x = quantize_float(x, *input_q)
+    return np.asarray(x, dtype=dtype)
+
+
+INT8 = "i1"  # the element dtype of an int8 build's input, output and trace files
+
+
+def read_dtype(outdir, name: str) -> str:
+    """The element type of the generated program's input and output: "<f4", or INT8 for an int8 build."""
+    path = Path(outdir) / f"{name}.h"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    return INT8 if re.search(r"^#define \w+_INT8 1$", text, re.M) else "<f4"
+
+
+def read_input_quantization(outdir, name: str) -> tuple[float, int] | None:
+    """An int8 build's input (scale, zero point), from the generated header."""
+    path = Path(outdir) / f"{name}.h"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    scale = re.search(r"^#define \w+_INPUT_SCALE ([0-9.e+-]+)f$", text, re.M)
+    zp = re.search(r"^#define \w+_INPUT_ZERO_POINT (-?\d+)$", text, re.M)
+    return (float(scale.group(1)), int(zp.group(1))) if scale and zp else None
 
 
 def read_shapes(outdir, name: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
@@ -148,19 +178,22 @@ def read_shapes(outdir, name: str) -> tuple[tuple[int, int, int], tuple[int, int
 
 
 def run(outdir, name, x, *, sanitize: bool = False) -> np.ndarray:
-    """Build (host compiler, cached) and run the generated C on an NCHW batch; returns (N, C, H, W)."""
+    """Build (host compiler, cached) and run the generated C on an NCHW batch; returns (N, C, H, W).
+    An int8 build returns int8 and takes int8, or float quantized with the input's parameters."""
     in_chw, out_chw = read_shapes(outdir, name)
-    xb = check_batch(x, in_chw)
+    dtype = read_dtype(outdir, name)
+    xb = check_batch(as_program_input(x, dtype, read_input_quantization(outdir, name)), in_chw, dtype=dtype)
     exe = build(outdir, name, sanitize=sanitize)
-    out = run_exe(exe, xb, int(np.prod(out_chw)))
+    out = run_exe(exe, xb, int(np.prod(out_chw)), dtype=dtype)
     return out.reshape(xb.shape[0], *out_chw)
 
 
 def run_layers(outdir, name, x) -> dict[str, np.ndarray]:
     """Every fused step's output, by the name of its last node (e.g. 'conv3.relu'): (N, C, H, W)."""
     in_chw, out_chw = read_shapes(outdir, name)
-    xb = check_batch(x, in_chw)
+    dtype = read_dtype(outdir, name)
+    xb = check_batch(as_program_input(x, dtype, read_input_quantization(outdir, name)), in_chw, dtype=dtype)
     exe = build(outdir, name, cflags=[*HOST_OPT, "-DARCHDSL_TRACE"])
     layers: dict[str, np.ndarray] = {}
-    run_exe(exe, xb, int(np.prod(out_chw)), trace=layers)
+    run_exe(exe, xb, int(np.prod(out_chw)), trace=layers, dtype=dtype)
     return layers

@@ -7,7 +7,8 @@ from pathlib import Path
 from ...errors import ArchError
 from .. import codetext
 from ..common import lowering_for, params_text, template_env
-from .lowering import LOWERINGS, Emitter, activation_enum, c_floats, c_ident
+from . import lowering_int8
+from .lowering import LOWERINGS, Emitter, activation_enum, c_float, c_floats, c_ident
 from .toolchain import (ARM_CC, ARM_SIZE, HOST_OPT, MCU_LDFLAGS, MCU_LIBS, MCU_OPT, MCUS, QEMU, RUNTIME_HEADER,
                         WARN_FLAGS, file_base, templates)
 
@@ -39,13 +40,33 @@ def runtime_text(file: str) -> str:
 
 def runtime_files() -> dict[str, str]:
     """{file: text} of the whole C runtime, header and every kernel file."""
-    names = [RUNTIME_HEADER, *sorted(p.name for p in (templates() / "runtime").glob("rt_*.c"))]
+    names = [RUNTIME_HEADER, lowering_int8.RUNTIME_HEADER,
+             *sorted(p.name for p in (templates() / "runtime").glob("rt_*.c"))]
     return {name: runtime_text(name) for name in names}
+
+
+def _int8_network(graph, weights):
+    """The QuantizedNetwork of an int8 build (`weights` is one, or an int8 weight dict), else None."""
+    from ...quant.weights_file import is_int8_dict
+
+    if not isinstance(weights, dict):
+        return weights
+    if not is_int8_dict(weights):
+        return None
+    from ...quant.network import QuantizedNetwork
+
+    return QuantizedNetwork.build(graph, weights)
+
+
+def _qparams_c(p) -> dict:
+    return {"scale": c_float(p.scale), "zero_point": p.zero_point}
 
 
 def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict[str, str]:
     """{relative file name: text} for `graph`. Files are named after `name`; the public C symbols
-    and macros after `prefix` (default: `name`, made a C identifier)."""
+    and macros after `prefix` (default: `name`, made a C identifier). With int8 weights (an int8
+    weight file, from `archdsl quantize` or the import of an int8 .tflite, or a QuantizedNetwork)
+    the runtime is int8."""
     from ...analysis import analyze
 
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
@@ -57,12 +78,19 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
         raise ArchError(f"--prefix '{prefix}' is not a C identifier, so it cannot prefix the generated API",
                         None, "use letters, digits and underscores, not starting with a digit, e.g. --prefix my_net")
     analysis = analyze(graph)
-    steps, plan, folded = analysis.steps, analysis.plan, analysis.folded(weights)
-    e = Emitter(graph, prefix, weights, folded, plan)
+    net = _int8_network(graph, weights)
+    if net is None:
+        steps, plan, folded = analysis.steps, analysis.plan, analysis.folded(weights)
+        e = Emitter(graph, prefix, weights, folded, plan)
+        lowered = [(step, lowering_for(LOWERINGS, step.main.op, "C", step.main.name)(e, step)) for step in steps]
+        elem, elem_bytes, rt_header = "float", 4, RUNTIME_HEADER
+    else:
+        e, plan, lowered = lowering_int8.lower(net, prefix)
+        steps = [step for step, _ in lowered]
+        elem, elem_bytes, rt_header = "int8_t", 1, lowering_int8.RUNTIME_HEADER
 
     calls = []
-    for step in steps:
-        lines = lowering_for(LOWERINGS, step.main.op, "C", step.main.name)(e, step)
+    for step, lines in lowered:
         calls.append({"comment": _step_comment(step), "lines": lines or ["/* a view of its input: no code */"],
                       "output": step.output, "out_macro": e.t(step.output), "out_shape": step.out_shape})
     e.t(graph.input_name)
@@ -71,8 +99,8 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
     tensors = []
     for tensor, macro in e.tensor_macros.items():
         buf = plan.buffers[plan.buffer_of[tensor]]
-        assert buf.offset % 4 == 0
-        tensors.append({"macro": macro, "offset": buf.offset // 4, "bytes": buf.offset,
+        assert buf.offset % elem_bytes == 0
+        tensors.append({"macro": macro, "offset": buf.offset // elem_bytes, "bytes": buf.offset,
                         "shape": str(graph.shape_of(tensor)), "name": tensor})
 
     env = template_env("c")
@@ -81,11 +109,18 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
     ctx = {
         "name": name, "p": prefix, "P": prefix.upper(), "graph": graph, "spec": codetext.source_label(graph.source_name),
         "params": params_text(graph.params),
-        "inp": inp, "out": out, "arena_bytes": plan.arena_bytes, "arena_floats": plan.arena_bytes // 4,
+        "inp": inp, "out": out, "arena_bytes": plan.arena_bytes, "arena_elems": plan.arena_bytes // elem_bytes,
         "calls": calls, "tensors": tensors, "arrays": e.arrays, "runtime": runtime,
         "input_macro": e.tensor_macros[graph.input_name], "output_macro": e.tensor_macros[graph.output],
         "macs": analysis.macs, "n_weights": sum(int(a.values.size) for a in e.arrays),
         "n_steps": len(steps), "floats": c_floats,
+        "int8": net is not None, "elem": elem, "elem_bytes": elem_bytes,
+        "elem_plural": "floats" if net is None else "bytes", "rt_header": rt_header,
+        "structs": getattr(e, "structs", []),
+        "constants": c_floats if net is None else lowering_int8.c_ints,
+        "n_const_bytes": sum(int(a.values.nbytes) for a in e.arrays),
+        "in_q": _qparams_c(net.input) if net is not None else None,
+        "out_q": _qparams_c(net.output) if net is not None else None,
         "warn_flags": " ".join(WARN_FLAGS), "host_opt": " ".join(HOST_OPT),
         "mcu_opt": " ".join(MCU_OPT), "mcu_ldflags": " ".join(MCU_LDFLAGS), "mcu_libs": " ".join(MCU_LIBS),
         "mcus": MCUS, "arm_cc": ARM_CC, "arm_size": ARM_SIZE, "qemu": QEMU,
@@ -103,7 +138,7 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
         "Makefile": render("Makefile.j2"),
         "mcu/mcu_main.c": render("mcu/mcu_main.c.j2"),
     }
-    for f in (RUNTIME_HEADER, *runtime):
+    for f in (rt_header, *runtime):
         files[f] = runtime_text(f)
     for f in ("startup.c", "semihost.c", "semihost.h", "link.ld"):
         files[f"mcu/{f}"] = (templates() / "mcu" / f).read_text(encoding="utf-8")

@@ -49,6 +49,7 @@ class ConstArray:
     name: str
     values: np.ndarray
     what: str
+    ctype: str = "float"
 
 
 @dataclass

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ArchError
-from .build import _cache_root, _compile_object, _run_tool, model_sources
+from .build import (_cache_root, _compile_object, _run_tool, as_program_input, model_sources, read_dtype,
+                    read_input_quantization)
 from .toolchain import (ARM_CC, ARM_SIZE, INSNS_PER_TICK, MCU_LDFLAGS, MCU_LIBS, MCU_OPT, MCUS, QEMU, WARN_FLAGS,
                         Mcu, mcu_unavailable)
 
@@ -25,6 +26,8 @@ class McuBuild:
     elf: Path
     sizes: dict[str, dict[str, int]]  # object -> {text, data, bss}
     elf_size: dict[str, int]
+    dtype: str = "<f4"  # the element type of input.bin / output.bin (build.INT8 for an int8 build)
+    input_q: tuple[float, int] | None = None  # an int8 build's input (scale, zero point)
 
     @property
     def weights_bytes(self) -> int:
@@ -78,7 +81,7 @@ def build_mcu(outdir, name: str, mcu: str = "cortex-m4", builddir: Path | None =
     for src, (obj, val) in zip(model, _parse_size(sizes_text).items()):
         sizes[src.stem + ".o"] = val
     elf_size = next(iter(_parse_size(_run_tool([ARM_SIZE, str(elf)], "arm-none-eabi-size")).values()))
-    return McuBuild(m, elf, sizes, elf_size)
+    return McuBuild(m, elf, sizes, elf_size, read_dtype(outdir, name), read_input_quantization(outdir, name))
 
 
 @dataclass
@@ -99,7 +102,7 @@ def run_mcu(b: McuBuild, x: np.ndarray, out_size: int, timeout: float = 300,
     """Run the ELF under qemu-system-arm (semihosting, -icount shift=0) on a batch of inputs; `plugin`:
     extra QEMU arguments run in QEMU's working folder (the profile's `-plugin`, see profile.py)."""
     with tempfile.TemporaryDirectory(prefix="archdsl-qemu-") as tmp:
-        np.ascontiguousarray(x, dtype="<f4").tofile(Path(tmp) / "input.bin")
+        np.ascontiguousarray(as_program_input(x, b.dtype, b.input_q)).tofile(Path(tmp) / "input.bin")
         cmd = [QEMU, "-M", b.mcu.machine, "-display", "none", "-monitor", "none", "-serial", "none",
                "-icount", "shift=0", "-chardev", "file,id=sh0,path=console.txt",
                "-semihosting-config", "enable=on,target=native,chardev=sh0", "-kernel", str(b.elf), *(plugin or [])]
@@ -114,7 +117,7 @@ def run_mcu(b: McuBuild, x: np.ndarray, out_size: int, timeout: float = 300,
             raise ArchError(f"the model failed on {b.mcu.machine}: {what}", None,
                             (log + proc.stderr).strip()[-2000:] or None)
         out_path = Path(tmp) / "output.bin"
-        out = np.fromfile(out_path, dtype="<f4") if out_path.exists() else np.zeros(0, np.float32)
+        out = np.fromfile(out_path, dtype=b.dtype) if out_path.exists() else np.zeros(0, b.dtype)
     n = x.shape[0]
     if out.size != n * out_size:
         raise ArchError(f"the MCU run wrote {out.size} values, expected {n * out_size}", None, log[-2000:] or None)

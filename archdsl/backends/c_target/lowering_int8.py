@@ -1,0 +1,194 @@
+"""The C target's int8 lowerings: a table (`INT8_LOWERINGS`) of small functions, one per int8 kernel
+kind (archdsl/quant/rules.py), each emitting the call of a quantized step (quant.network.QStep).
+
+Everything numeric comes from the QuantizedNetwork (the one place int8 parameters are computed):
+the int8 weights, int32 biases and per-channel (multiplier, shift) become `const` arrays, each
+layer's requantization a `const struct arch_qout` (flash on an MCU); the arena is the memory plan
+at one byte per element. The kernels are codegen_templates/c/runtime/rt_q*.c (archdsl_qrt.h).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ...errors import ArchError
+from .lowering import ConstArray, Emitter, _call, c_ident
+
+RUNTIME_HEADER = "archdsl_qrt.h"
+UNIT = (1 << 30, 1)  # QuantizeMultiplier(1.0): MBQM by it is the identity
+
+
+def c_ints(values: np.ndarray, per_line: int = 16, indent: str = "    ") -> str:
+    flat = np.asarray(values).ravel().astype(np.int64).tolist()
+    items = [str(v) if v != -(1 << 31) else "(-2147483647 - 1)" for v in flat]
+    lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
+    return ",\n".join(indent + line for line in lines)
+
+
+CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t"}
+
+
+@dataclass
+class ConstStruct:
+    type: str
+    name: str
+    init: str
+    what: str
+
+
+@dataclass
+class QEmitter(Emitter):
+    """The float Emitter's tensor macros, with int8/int32 constant arrays and parameter structs."""
+
+    structs: list[ConstStruct] = field(default_factory=list)
+
+    def array(self, node, local: str, values: np.ndarray, what: str) -> str:
+        name = f"{self.prefix}_{c_ident(node.name)}_{local}"
+        values = np.ascontiguousarray(values)
+        self.arrays.append(ConstArray(name, values, what, CTYPES[values.dtype]))
+        return name
+
+    def struct(self, node, local: str, type_: str, init: str, what: str) -> str:
+        name = f"{self.prefix}_{c_ident(node.name)}_{local}"
+        self.structs.append(ConstStruct(type_, name, init, what))
+        return "&" + name
+
+    def qout(self, q) -> str:
+        """The step's output requantization: one (multiplier, shift) entry when all channels share it."""
+        m = np.asarray(q.arrays["multiplier"], np.int32)
+        s = np.asarray(q.arrays["shift"], np.int32)
+        per_channel = not (np.all(m == m[0]) and np.all(s == s[0]))
+        if not per_channel:
+            m, s = m[:1], s[:1]
+        node = q.main
+        mn = self.array(node, "mult", m, f"{node.name}: requantization multipliers (Q31)")
+        sn = self.array(node, "shift", s, f"{node.name}: requantization shifts (negative: right)")
+        a = q.attrs
+        init = f"{{{mn}, {sn}, {int(per_channel)}, {a['out_zero_point']}, {a['act_min']}, {a['act_max']}}}"
+        what = (f"{node.name}: output {q.out}, clamp [{a['act_min']}, {a['act_max']}], "
+                f"{'per channel' if per_channel else 'per tensor'}")
+        return self.struct(node, "q", "arch_qout", init, what)
+
+
+# ---------------------------------------------------------------- lowerings: one per int8 kernel kind
+
+def _qconv(e: QEmitter, q) -> list[str]:
+    n, a = q.main, q.attrs
+    x, y = n.in_shapes[0], q.out_shape
+    (kh, kw), (sh, sw), (pt, pl, _, _) = a["kernel"], a["stride"], a["pads"]
+    groups = a.get("groups", 1)
+    w = e.array(n, "w", np.asarray(q.arrays["weight"], np.int8), f"{n.name}: int8 weights "
+                f"{'x'.join(map(str, q.arrays['weight'].shape))}" + (f", {q.step.bn.name} folded" if q.step.bn else ""))
+    b = e.array(n, "b", np.asarray(q.arrays["bias"], np.int32), f"{n.name}: int32 bias")
+    qo = e.qout(q)
+    zp = a["in_zero_point"]
+    src, dst = e.t(q.inputs[0]), e.t(q.output)
+    if (kh, kw) == (1, 1) and (sh, sw) == (1, 1) and pt == pl == 0 and groups == 1 and (y.h, y.w) == (x.h, x.w):
+        e.use("rt_qgemm.c")
+        return [_call("arch_qconv1x1", src, x.c, x.h * x.w, zp, w, b, y.c, dst, qo)]
+    if groups == x.c and groups > 1:
+        e.use("rt_qdwconv.c")
+        return [_call("arch_qconv_dw", src, x.c, x.h, x.w, zp, w, b, y.c // x.c, kh, kw, sh, sw, pt, pl,
+                      dst, y.h, y.w, qo)]
+    e.use("rt_qconv.c")
+    return [_call("arch_qconv2d", src, x.c, x.h, x.w, zp, w, b, y.c, groups, kh, kw, sh, sw, pt, pl,
+                  dst, y.h, y.w, qo)]
+
+
+def _qfc(e: QEmitter, q) -> list[str]:
+    n, a = q.main, q.attrs
+    w = e.array(n, "w", np.asarray(q.arrays["weight"], np.int8),
+                f"{n.name}: int8 weights {'x'.join(map(str, q.arrays['weight'].shape))}")
+    b = e.array(n, "b", np.asarray(q.arrays["bias"], np.int32), f"{n.name}: int32 bias")
+    qo = e.qout(q)
+    e.use("rt_qgemm.c")
+    return [_call("arch_qfc", e.t(q.inputs[0]), n.in_shapes[0].numel, a["in_zero_point"], w, b, q.out_shape.c,
+                  e.t(q.output), qo)]
+
+
+def _qadd(e: QEmitter, q) -> list[str]:
+    from ...quant.arithmetic import ADD_LEFT_SHIFT
+
+    a = q.attrs
+    (m1, e1), (m2, e2), (mo, eo) = a["multipliers"]
+    (z1, z2) = a["in_zero_points"]
+    init = (f"{{{z1}, {m1}, {e1}, {z2}, {m2}, {e2}, {ADD_LEFT_SHIFT}, {mo}, {eo}, {a['out_zero_point']}, "
+            f"{a['act_min']}, {a['act_max']}}}")
+    p = e.struct(q.main, "q", "arch_qadd", init, f"{q.main.name}: {q.ins[0]} + {q.ins[1]} -> {q.out}")
+    e.use("rt_qeltwise.c")
+    return [_call("arch_qadd", e.t(q.inputs[0]), e.t(q.inputs[1]), e.t(q.output), q.out_shape.numel, p)]
+
+
+def _qconcat(e: QEmitter, q) -> list[str]:
+    a = q.attrs
+    e.use("rt_qeltwise.c")
+    lines, offset = [], 0
+    for tensor, shape, zp, (m, s) in zip(q.inputs, q.main.in_shapes, a["in_zero_points"], a["multipliers"]):
+        dst = f"{e.t(q.output)} + {offset}"
+        if (m, s) == UNIT and zp == a["out_zero_point"]:  # same parameters: the requantization is the identity
+            lines.append(_call("arch_qcopy", e.t(tensor), dst, shape.numel))
+        else:
+            lines.append(_call("arch_qrequantize", e.t(tensor), shape.numel, zp, m, s, a["out_zero_point"], dst))
+        offset += shape.numel
+    return lines
+
+
+def _qpool(kernel: str) -> Callable:
+    def lower(e: QEmitter, q) -> list[str]:
+        n, a = q.main, q.attrs
+        x, y = n.in_shapes[0], q.out_shape
+        if n.attrs.get("global"):
+            (kh, kw), (sh, sw), (pt, pl) = (x.h, x.w), (1, 1), (0, 0)
+        else:
+            (kh, kw), (sh, sw), (pt, pl, _, _) = a["kernel"], a["stride"], a["pads"]
+        e.use("rt_qpool.c")
+        return [_call(kernel, e.t(q.inputs[0]), x.c, x.h, x.w, kh, kw, sh, sw, pt, pl, e.t(q.output), y.h, y.w,
+                      a["act_min"], a["act_max"])]
+
+    return lower
+
+
+def _qsoftmax(e: QEmitter, q) -> list[str]:
+    a, x = q.attrs, q.main.in_shapes[0]
+    e.use("rt_qsoftmax.c")
+    return [_call("arch_qsoftmax", e.t(q.inputs[0]), x.c, x.h * x.w, a["input_multiplier"], a["left_shift"],
+                  a["diff_min"], e.t(q.output))]
+
+
+def _qclamp(e: QEmitter, q) -> list[str]:
+    a = q.attrs
+    e.use("rt_qeltwise.c")
+    return [_call("arch_qclamp", e.t(q.inputs[0]), e.t(q.output), q.out_shape.numel, a["act_min"], a["act_max"])]
+
+
+def _qview(e: QEmitter, q) -> list[str]:
+    return []
+
+
+INT8_LOWERINGS: dict[str, Callable[[QEmitter, object], list[str]]] = {
+    "conv": _qconv,
+    "fc": _qfc,
+    "add": _qadd,
+    "concat": _qconcat,
+    "avgpool": _qpool("arch_qavg_pool"),
+    "maxpool": _qpool("arch_qmax_pool"),
+    "softmax": _qsoftmax,
+    "clamp": _qclamp,
+    "reshape": _qview,
+}
+
+
+def lower(net, prefix: str):
+    """(emitter, plan, [(schedule step, lines)]) for a QuantizedNetwork."""
+    from ...analysis.memory import plan_memory
+
+    plan = plan_memory(net.graph, [q.step for q in net.steps], elem_bytes=1)
+    e = QEmitter(net.graph, prefix, {}, {}, plan, runtime=set())
+    out = []
+    for q in net.steps:
+        if q.kind not in INT8_LOWERINGS:
+            raise ArchError(f"the C target has no int8 lowering for '{q.kind}' (node {q.main.name})")
+        out.append((q.step, INT8_LOWERINGS[q.kind](e, q)))
+    return e, plan, out

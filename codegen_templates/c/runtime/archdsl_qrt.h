@@ -1,0 +1,147 @@
+/* archdsl C runtime, int8: hand-written kernels with TensorFlow Lite's integer reference arithmetic.
+ *
+ * Layout: as the float runtime (archdsl_rt.h): one image, NCHW, contiguous; every tensor is int8
+ * with one (scale, zero point) pair; weights are int8, symmetric (zero point 0), per output channel;
+ * biases are int32 (scale in_scale * w_scale[c]). The scales never reach C: the compiler turns each
+ * real multiplier into a fixed-point (multiplier, shift) pair (TFLite's QuantizeMultiplier), and the
+ * kernels only multiply, round and clamp. Fused activations are the clamp [act_min, act_max].
+ *
+ * The arithmetic is TFLite Micro's reference kernels' (the deployment reference): requantization by
+ * MultiplyByQuantizedMultiplier with double rounding, taps outside the image skipped (the same as
+ * padding with the input zero point), fully connected in fixed point, the ADD's 2^20 pre-shift, the
+ * average pool rounding half away from zero on the raw values, gemmlowp's fixed-point softmax.
+ * Plain C99 on int32/int64: the same code builds for any Cortex-M (M0/M3 included) and any host.
+ * Signed right shifts are arithmetic (as on every C compiler archdsl supports: gcc, clang).
+ */
+#ifndef ARCHDSL_QRT_H
+#define ARCHDSL_QRT_H
+
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- fixed-point helpers (gemmlowp) */
+
+/* SaturatingRoundingDoublingHighMul: round(a * b / 2^31), ties up; saturates only INT32_MIN^2. */
+static inline int32_t arch_q_srdhm(int32_t a, int32_t b)
+{
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+    if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+/* RoundingDivideByPOT: x / 2^e rounded half away from zero, e in [0, 31]. */
+static inline int32_t arch_q_rdbpot(int32_t x, int e)
+{
+    const int32_t mask = (int32_t)(((int64_t)1 << e) - 1);
+    const int32_t rem = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> e) + (rem > threshold ? 1 : 0);
+}
+
+/* x * 2^e, wrapping as the reference's int32 multiply does (e in [0, 31]). */
+static inline int32_t arch_q_shl(int32_t x, int e)
+{
+    return (int32_t)((uint32_t)x << e);
+}
+
+/* MultiplyByQuantizedMultiplier: x * multiplier * 2^(shift - 31), the two roundings of the
+ * reference. shift is in [-31, 30]: the compiler flushes smaller real multipliers to (0, 0). */
+static inline int32_t arch_q_mbqm(int32_t x, int32_t multiplier, int32_t shift)
+{
+    const int left = shift > 0 ? (int)shift : 0;
+    const int right = shift > 0 ? 0 : (int)-shift;
+    return arch_q_rdbpot(arch_q_srdhm(arch_q_shl(x, left), multiplier), right > 31 ? 31 : right);
+}
+
+/* An int32 accumulator to an int8 output: requantize, add the zero point, clamp to the activation. */
+static inline int8_t arch_q_out(int32_t acc, int32_t multiplier, int32_t shift, int32_t out_zp,
+                                int32_t act_min, int32_t act_max)
+{
+    int32_t v = arch_q_mbqm(acc, multiplier, shift) + out_zp;
+    v = v < act_min ? act_min : v;
+    v = v > act_max ? act_max : v;
+    return (int8_t)v;
+}
+
+/* The valid [lo, hi) range of a window's taps for output index o (start o * s - pad) on an axis of n. */
+static inline void arch_q_taps(int o, int s, int pad, int k, int n, int *lo, int *hi)
+{
+    const int start = o * s - pad;
+    *lo = start < 0 ? -start : 0;
+    *hi = start + k > n ? n - start : k;
+}
+
+/* The requantization of one op's output: the (multiplier, shift) arrays, per output channel
+ * (per_channel 1) or one entry for the tensor (per_channel 0), the output zero point and the
+ * activation's clamp. Lives in flash. */
+struct arch_qout {
+    const int32_t *multiplier;
+    const int32_t *shift;
+    int32_t per_channel;
+    int32_t zero_point;
+    int32_t act_min;
+    int32_t act_max;
+};
+
+/* ---------------------------------------------------------------- kernels (rt_q*.c) */
+
+/* rt_qconv.c: standard or grouped convolution, any kernel, stride and padding (as arch_conv2d).
+ * in_zp is the input's zero point; q has cout channels. */
+void arch_qconv2d(const int8_t *restrict in, int cin, int h, int w, int32_t in_zp,
+                  const int8_t *restrict weight, const int32_t *restrict bias,
+                  int cout, int groups, int kh, int kw, int sh, int sw, int pad_top, int pad_left,
+                  int8_t *restrict out, int oh, int ow, const struct arch_qout *q);
+
+/* rt_qgemm.c: 1x1 convolution, stride 1, no padding, groups 1. */
+void arch_qconv1x1(const int8_t *restrict in, int cin, int hw, int32_t in_zp,
+                   const int8_t *restrict weight, const int32_t *restrict bias, int cout,
+                   int8_t *restrict out, const struct arch_qout *q);
+
+/* rt_qdwconv.c: depthwise convolution with channel multiplier m (as arch_conv_dw). */
+void arch_qconv_dw(const int8_t *restrict in, int c, int h, int w, int32_t in_zp,
+                   const int8_t *restrict weight, const int32_t *restrict bias, int m,
+                   int kh, int kw, int sh, int sw, int pad_top, int pad_left,
+                   int8_t *restrict out, int oh, int ow, const struct arch_qout *q);
+
+/* rt_qgemm.c: fully connected, requantized in fixed point as TFLite Micro does. */
+void arch_qfc(const int8_t *restrict in, int n_in, int32_t in_zp,
+              const int8_t *restrict weight, const int32_t *restrict bias, int n_out,
+              int8_t *restrict out, const struct arch_qout *q);
+
+/* rt_qpool.c: pooling over the valid taps of each window. The output has the input's (scale,
+ * zero point); act_min/act_max are the fused activation's clamp. The average rounds half away
+ * from zero over the raw values, as TFLite's reference. */
+void arch_qavg_pool(const int8_t *restrict in, int c, int h, int w, int kh, int kw, int sh, int sw,
+                    int pad_top, int pad_left, int8_t *restrict out, int oh, int ow,
+                    int32_t act_min, int32_t act_max);
+void arch_qmax_pool(const int8_t *restrict in, int c, int h, int w, int kh, int kw, int sh, int sw,
+                    int pad_top, int pad_left, int8_t *restrict out, int oh, int ow,
+                    int32_t act_min, int32_t act_max);
+
+/* rt_qeltwise.c: a + b with their own parameters (TFLite's ADD): each input is shifted left by
+ * left_shift (20) and scaled to the common scale, the sum is requantized. `out` may be `a`. */
+struct arch_qadd {
+    int32_t a_zp, a_multiplier, a_shift;
+    int32_t b_zp, b_multiplier, b_shift;
+    int32_t left_shift;
+    int32_t out_multiplier, out_shift, out_zp;
+    int32_t act_min, act_max;
+};
+void arch_qadd(const int8_t *a, const int8_t *b, int8_t *out, int n, const struct arch_qadd *p);
+
+/* rt_qeltwise.c: requantize n values to other parameters: out = MBQM(x - in_zp) + out_zp, clamped
+ * (TFLite's REQUANTIZE; a concat input whose parameters differ from the output's). */
+void arch_qrequantize(const int8_t *restrict in, int n, int32_t in_zp, int32_t multiplier, int32_t shift,
+                      int32_t out_zp, int8_t *restrict out);
+/* out[0..n) = in[0..n) (a concat input that already has the output's parameters). */
+void arch_qcopy(const int8_t *restrict in, int8_t *restrict out, int n);
+/* out = clamp(in, act_min, act_max) (a ReLU or ReLU6 not fused into a kernel); `out` may be `in`. */
+void arch_qclamp(const int8_t *in, int8_t *out, int n, int32_t act_min, int32_t act_max);
+
+/* rt_qsoftmax.c: softmax over the c channels of each of the hw pixels; the output has scale 1/256
+ * and zero point -128. input_multiplier/input_left_shift encode beta * in_scale * 2^26, diff_min
+ * the smallest difference to the row's maximum that still counts. */
+void arch_qsoftmax(const int8_t *restrict in, int c, int hw, int32_t input_multiplier,
+                   int32_t input_left_shift, int32_t diff_min, int8_t *restrict out);
+
+#endif /* ARCHDSL_QRT_H */

@@ -1,0 +1,62 @@
+/* int8 pooling: TFLite's integer AveragePool and MaxPool on NCHW, over the valid taps of each
+ * window. Input and output share (scale, zero point), so there is no requantization. */
+#include "archdsl_qrt.h"
+
+static int32_t q_clamp(int32_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+void arch_qavg_pool(const int8_t *restrict in, int c, int h, int w, int kh, int kw, int sh, int sw,
+                    int pad_top, int pad_left, int8_t *restrict out, int oh, int ow,
+                    int32_t act_min, int32_t act_max)
+{
+    int ch, oy, ox, ky, kx;
+    for (ch = 0; ch < c; ch++) {
+        const int8_t *plane = in + ch * h * w;
+        for (oy = 0; oy < oh; oy++) {
+            const int iy = oy * sh - pad_top;
+            int y0, y1;
+            arch_q_taps(oy, sh, pad_top, kh, h, &y0, &y1);
+            for (ox = 0; ox < ow; ox++) {
+                const int ix = ox * sw - pad_left;
+                int x0, x1;
+                int32_t count, sum = 0, avg;
+                arch_q_taps(ox, sw, pad_left, kw, w, &x0, &x1);
+                count = (y1 - y0) * (x1 - x0);
+                for (ky = y0; ky < y1; ky++)
+                    for (kx = x0; kx < x1; kx++) sum += plane[(iy + ky) * w + ix + kx];
+                /* round half away from zero, on the raw values (not on q - zp: ties differ) */
+                avg = sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
+                *out++ = (int8_t)q_clamp(avg, act_min, act_max);
+            }
+        }
+    }
+}
+
+void arch_qmax_pool(const int8_t *restrict in, int c, int h, int w, int kh, int kw, int sh, int sw,
+                    int pad_top, int pad_left, int8_t *restrict out, int oh, int ow,
+                    int32_t act_min, int32_t act_max)
+{
+    int ch, oy, ox, ky, kx;
+    for (ch = 0; ch < c; ch++) {
+        const int8_t *plane = in + ch * h * w;
+        for (oy = 0; oy < oh; oy++) {
+            const int iy = oy * sh - pad_top;
+            int y0, y1;
+            arch_q_taps(oy, sh, pad_top, kh, h, &y0, &y1);
+            for (ox = 0; ox < ow; ox++) {
+                const int ix = ox * sw - pad_left;
+                int x0, x1;
+                int32_t mx = -128;
+                arch_q_taps(ox, sw, pad_left, kw, w, &x0, &x1);
+                for (ky = y0; ky < y1; ky++)
+                    for (kx = x0; kx < x1; kx++) {
+                        const int32_t v = plane[(iy + ky) * w + ix + kx];
+                        mx = v > mx ? v : mx;
+                    }
+                *out++ = (int8_t)q_clamp(mx, act_min, act_max);
+            }
+        }
+    }
+}
