@@ -18,7 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from .onnx_target import BATCH, INPUT, IR_VERSION, OPSET, OUTPUT, _fmt_value, _source_name
+from .common import params_text
+from .onnx_target import BATCH, INPUT, IR_VERSION, OPSET, OUTPUT, _source_name
 
 RELU = {"relu", "relu6"}
 
@@ -194,7 +195,7 @@ def build_model(graph, weights: dict):
         c, h, w = shape.chw
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH, c, h, w])
 
-    params = ", ".join(f"{k}={_fmt_value(v)}" for k, v in graph.params.items())
+    params = params_text(graph.params)
     g = helper.make_graph(e.nodes, graph.name, [value_info(INPUT, graph.input_shape)],
                           [value_info(OUTPUT, graph.output_shape)], initializer=e.initializers,
                           doc_string=f"{graph.name}({params}) int8 (QDQ) from {_source_name(graph)}; NCHW, "
