@@ -5,7 +5,7 @@ which are also the PyTorch state_dict keys of the generated module, so a
 `torch.save(model.state_dict())` file loads as it is. A weight file is untrusted
 input: `.npz` is read without pickle and `.pt` with `torch.load(weights_only=True)`.
 
-    init_weights(graph, seed)        seeded fan-in-scaled init (BN statistics randomised too)
+    init_weights(graph, seed)        seeded init that keeps every layer near unit scale (BN statistics randomised too)
     load_weights(path, graph)        .npz | .pt | .onnx, checked against the graph like a strict load
     save_npz(weights, path)          deterministic bytes (sorted keys, fixed zip timestamps)
     fold_bn(graph, steps, weights)   {step.main.name: (weight, bias)} with BN folded in float64
@@ -13,6 +13,7 @@ input: `.npz` is read without pickle and `.pt` with `torch.load(weights_only=Tru
 from __future__ import annotations
 
 import io
+import math
 import re
 import zipfile
 import zlib
@@ -34,44 +35,85 @@ def _rng(seed: int, key: str) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(key.encode("utf-8"))])
 
 
-def _init_one(key: str, local: str, shape: tuple[int, ...], role: str, seed: int) -> np.ndarray:
+def _draw(key: str, local: str, shape: tuple[int, ...], role: str, seed: int) -> np.ndarray:
+    """A parameter's values before scaling, in float64."""
     rng = _rng(seed, key)
     if role == "weight":
         fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
         if len(shape) == 2:  # fc: uniform by fan-in (PyTorch's Linear default scale)
             bound = 1.0 / np.sqrt(fan_in)
-            values = rng.uniform(-bound, bound, size=shape)
-        else:  # conv: He-normal, keeps the activation scale through ReLU stacks
-            values = rng.standard_normal(size=shape) * np.sqrt(2.0 / fan_in)
-    elif role == "bias":
-        values = rng.uniform(-0.1, 0.1, size=shape)
-    elif role == "bn_affine":
-        values = rng.uniform(0.5, 1.5, size=shape) if local == "weight" else rng.normal(0.0, 0.1, size=shape)
-    elif role == "bn_stats":
-        values = rng.uniform(0.5, 1.5, size=shape) if local == "running_var" else rng.normal(0.0, 0.1, size=shape)
-    else:  # an unknown role: small values, still deterministic
-        values = rng.normal(0.0, 0.1, size=shape)
-    return np.ascontiguousarray(values, dtype=np.float32)
+            return rng.uniform(-bound, bound, size=shape)
+        return rng.standard_normal(size=shape) * np.sqrt(2.0 / fan_in)  # conv: He-normal
+    if role == "bias":
+        return rng.uniform(-0.1, 0.1, size=shape)
+    if role == "bn_affine":
+        return rng.uniform(0.5, 1.5, size=shape) if local == "weight" else rng.normal(0.0, 0.1, size=shape)
+    if role == "bn_stats":
+        return rng.uniform(0.5, 1.5, size=shape) if local == "running_var" else rng.normal(0.0, 0.1, size=shape)
+    return rng.normal(0.0, 0.1, size=shape)  # an unknown role: small values, still deterministic
+
+
+def _octave(power: float) -> int:
+    """log2 of a mean square, rounded to a whole number: scales are whole octaves of power
+    (half octaves of amplitude), so a last-bit difference in a measured sum (BLAS blocking
+    differs between machines) does not change a weight."""
+    return round(math.log2(power)) if power > 0 else 0
+
+
+def _amplitude(octaves: int) -> float:
+    """sqrt(2 ** octaves), exactly rounded on every machine."""
+    return math.ldexp(math.sqrt(2.0) if octaves % 2 else 1.0, octaves // 2)
+
+
+def _mean_square(x: np.ndarray) -> float:
+    return float(np.mean(np.square(x))) if x.size else 0.0
 
 
 def init_weights(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded fan-in-scaled weights for every parameter of `graph` (float32).
+    """Seeded weights for every parameter of `graph` (float32) that keep every layer's output
+    near unit scale on a unit-variance input, however deep the network.
 
-    conv: He-normal N(0, 2/fan_in); fc: U(±1/√fan_in); biases U(±0.1);
+    Draws: conv He-normal N(0, 2/fan_in); fc U(±1/√fan_in); biases U(±0.1);
     BN: γ ~ U(0.5, 1.5), β ~ N(0, 0.1), running_mean ~ N(0, 0.1), running_var ~ U(0.5, 1.5),
     so that folding BN into the conv before it is really exercised.
-    Draws happen in float64 and are cast, so the values are the same on every machine.
+    Scaling (a variance-preserving init measured, not assumed): the reference runs once on a
+    seeded N(0, 1) batch (one image, up to 8 for
+    maps under 64x64) and, node by node, each conv/fc weight is multiplied by the power of √2
+    that brings the mean square of its output (bias left out) nearest 1, and each BN's
+    running_var by the mean square of what reaches it (running_mean by its root). He-normal
+    alone keeps the scale through conv-ReLU stacks only; linear bottlenecks, gates, residual sums
+    and BN statistics that do not match their input grew MnasNet-like networks' logits to ~1e5.
+    Draws happen in float64 and scales are whole octaves, so the values are the same on every
+    machine; a layer's values depend on (seed, key, shape) and on the layers before it only.
     A graph too large to build is refused first (limits.check_buildable).
     """
+    from .backends.common import lowering_for
+    from .backends.numpy_target import REFERENCE, reference_forward
     from .limits import check_buildable
 
     check_buildable(graph)
-    out: dict[str, np.ndarray] = {}
-    for node in graph.nodes:
-        for local, spec in node.params.items():
-            key = node.param_key(local)
-            out[key] = _init_one(key, local, tuple(spec.shape), spec.role, seed)
-    return out
+
+    values = {key: _draw(key, key.rsplit(".", 1)[1], tuple(spec.shape), spec.role, seed)
+              for key, spec in graph.parameters()}
+
+    def settle(node, xs, y):
+        if "running_var" in node.params:  # BN: statistics of what really reaches it
+            octaves = _octave(_mean_square(xs[0]))
+            values[node.param_key("running_var")] *= 2.0 ** octaves
+            values[node.param_key("running_mean")] *= _amplitude(octaves)
+            return lowering_for(REFERENCE, node.op, "numpy reference", node.name)(node, values, xs)
+        if "weight" in node.params and node.params["weight"].role == "weight":
+            bias = values[node.param_key("bias")].reshape(1, -1, 1, 1) if "bias" in node.params else 0.0
+            octaves = -_octave(_mean_square(y - bias))
+            values[node.param_key("weight")] *= _amplitude(octaves)
+            return (y - bias) * _amplitude(octaves) + bias
+        return y
+
+    c, h, w = graph.input_shape.chw
+    images = min(8, -(-4096 // (h * w)))  # small maps are averaged over a few images
+    x = _rng(seed, "calibration input").standard_normal((images, c, h, w))
+    reference_forward(graph, values, x, settle=settle)
+    return {key: np.ascontiguousarray(v, dtype=np.float32) for key, v in values.items()}
 
 
 # ---------------------------------------------------------------- load

@@ -124,6 +124,31 @@ def test_divergence_hidden_by_softmax_is_still_found(monkeypatch):
     assert "logits: first diverging layer: fc1 (fc, line 33" in res.stdout
 
 
+LOGIT_NUDGE = ("    return bias_act(y, b, act).reshape(n, -1, 1, 1)",
+               "    y[:, 0] += 0.01 * np.abs(y).max()\n    return bias_act(y, b, act).reshape(n, -1, 1, 1)")
+
+
+def test_logits_are_compared_even_without_run_layers(monkeypatch):
+    """The final softmax hides a 1% error in one logit; verify builds the network up to its
+    logits and compares them (before, the output check passed and nothing else was compared)."""
+    fake_target(monkeypatch, "opaquelogits", edit=lambda s: s.replace(*LOGIT_NUDGE), layers=False)
+    res = invoke("verify", V1, *SMALL, "--targets", "numpy,opaquelogits")
+    assert res.exit_code == 1, res.output
+    text = " ".join(res.stdout.split())
+    assert "opaquelogits: the logits (fc1, the softmax's input) are out of tolerance: max abs diff" in text
+    assert "logits: fc1, the softmax's input" in text
+    assert "verify: opaquelogits out of tolerance or failed" in res.stderr
+
+
+def test_verify_reports_the_logits_difference():
+    res = invoke("verify", V1, *SMALL, "--targets", "numpy")
+    assert res.exit_code == 0, res.output
+    assert "logits max" in res.stdout
+    row = next(line for line in res.stdout.splitlines() if line.startswith("│ numpy"))
+    cells = [c.strip() for c in row.split("│")[1:-1]]
+    assert cells[4] != "-" and float(cells[4]) < float(cells[5])  # logits diff within the logits atol
+
+
 def test_without_run_layers_the_layer_cannot_be_named(monkeypatch):
     fake_target(monkeypatch, "opaque", edit=max_instead_of_mean, layers=False)
     res = invoke("verify", V1, *SMALL, "--targets", "opaque")

@@ -147,12 +147,14 @@ def check_input(graph: Graph, x) -> np.ndarray:
     return check_batch(x, graph.input_shape.chw, graph.name, dtype=np.float64)
 
 
-def reference_forward(graph: Graph, weights: dict, x, keep: bool = False):
+def reference_forward(graph: Graph, weights: dict, x, keep: bool = False, settle=None):
     """Run `graph` node by node, unfused, in float64, with the REFERENCE table.
 
     x: an NCHW batch (N, C, H, W). Returns (output, layers), both float32; `layers`
     maps every node name to its output when keep=True (else it is empty, and each
-    tensor is dropped after its last reader).
+    tensor is dropped after its last reader). `settle(node, inputs, output) -> output`,
+    when given, sees each node's result and may replace it (the seeded init scales
+    the weights in `weights` there and returns the output they give).
     """
     x = check_input(graph, x)
     last_read: dict[str, int] = {}
@@ -162,7 +164,10 @@ def reference_forward(graph: Graph, weights: dict, x, keep: bool = False):
     env = {graph.input_name: x}
     layers: dict[str, np.ndarray] = {}
     for k, node in enumerate(graph.nodes):
-        y = lowering_for(REFERENCE, node.op, "numpy reference", node.name)(node, weights, [env[t] for t in node.inputs])
+        xs = [env[t] for t in node.inputs]
+        y = lowering_for(REFERENCE, node.op, "numpy reference", node.name)(node, weights, xs)
+        if settle is not None:
+            y = settle(node, xs, y)
         expected = (x.shape[0], *node.out_shape.chw)
         if y.shape != expected:  # the IR's shape is the contract
             raise AssertionError(f"{node.name} ({node.op.name}): reference gives {y.shape}, the IR says {expected}")

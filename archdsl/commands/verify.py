@@ -68,6 +68,30 @@ class TargetResult:
     cmp: Comparison | None = None
     layers: str = "-"  # how many layers run_layers() exposed and were compared
     notes: list[str] = field(default_factory=list)
+    logits: Comparison | None = None  # the pre-softmax logits, when the output is a softmax
+
+
+def logits_of(graph) -> str | None:
+    """The tensor a final softmax reads (through flatten/dropout views), or None when the output
+    is not a softmax. A softmax squashes large logits to one-hot vectors that agree whatever the
+    logits were, so verify compares the logits themselves too."""
+    t = graph.output
+    while t != graph.input_name:
+        node = graph.node(t)
+        if node.op.name == "softmax":
+            return node.inputs[0]
+        if not node.op.alias_input:
+            return None
+        t = node.inputs[0]
+    return None
+
+
+def truncated(graph, tensor: str):
+    """The graph up to the node that produces `tensor`, with that tensor as its output."""
+    from dataclasses import replace
+
+    k = next(i for i, n in enumerate(graph.nodes) if n.name == tensor)
+    return replace(graph, nodes=graph.nodes[:k + 1], output=tensor, _by_name={})
 
 
 def layer_scale(graph, ref_layers: dict, name: str) -> float:
@@ -112,6 +136,15 @@ def verify_target(name: str, graph, weights, x, ref, ref_layers, workdir: Path) 
     if not cmp.ok:
         result.detail = f"output index {cmp.where}"
     run_layers = getattr(target, "run_layers", None)
+    logits = logits_of(graph)
+    if logits is not None and run_layers is None:  # build the network up to its logits
+        try:
+            part = truncated(graph, logits)
+            target.compile(part, weights, workdir / f"{name}-logits", graph.name)
+            _check_logits(result, graph, target.run(workdir / f"{name}-logits", graph.name, x), ref_layers, logits)
+        except Exception as e:
+            result.status, result.detail = "error", f"logits: {type(e).__name__}: {e}".splitlines()[0]
+            return result
     if run_layers is None:
         result.layers = "no run_layers()"
         if not cmp.ok:
@@ -125,6 +158,11 @@ def verify_target(name: str, graph, weights, x, ref, ref_layers, workdir: Path) 
         result.status, result.detail = "error", f"run_layers(): {type(e).__name__}: {e}".splitlines()[0]
         return result
     result.layers = f"{sum(1 for n in graph.nodes if n.name in layers)}/{len(graph.nodes)}"
+    if logits is not None:
+        if logits in layers:
+            _check_logits(result, graph, layers[logits], ref_layers, logits)
+        else:
+            result.notes.append(f"run_layers() does not expose the logits ({logits}); they were not compared")
     if found is not None:
         layer, c = found
         node = graph.node(layer)
@@ -138,6 +176,16 @@ def verify_target(name: str, graph, weights, x, ref, ref_layers, workdir: Path) 
         result.notes.append("every layer the target exposes is within tolerance; the divergence comes after "
                             "the last exposed layer")
     return result
+
+
+def _check_logits(result: TargetResult, graph, out, ref_layers: dict, logits: str) -> None:
+    result.logits = c = compare(out, ref_layers[logits], layer_scale(graph, ref_layers, logits))
+    if not c.ok:
+        if result.status == "ok":
+            result.status, result.detail = "FAIL", "logits"
+        result.notes.append(f"the logits ({logits}, the softmax's input) are out of tolerance: max abs diff "
+                            f"{c.max_abs:.3g}, tolerance {c.atol:.3g} + {RTOL:g}*|ref| (largest excess at index "
+                            f"{c.where})")
 
 
 def run_verify(graph, targets: list[str], seed: int, batch: int) -> list[TargetResult]:
@@ -195,7 +243,8 @@ def register(app: typer.Typer) -> None:
 
         The reference runs the graph node by node, unfused, in float64. A target passes when every
         output element is within atol + rtol*|ref| (atol = 1e-4*scale + 1e-5, rtol = 1e-3, scale =
-        max|ref| over the tensor and the node's inputs); so is every layer a target exposes.
+        max|ref| over the tensor and the node's inputs); so is every layer a target exposes, and
+        so are the logits before a final softmax (which would hide their differences).
         On a failure the first diverging layer is named. Exit code 1 when any target fails;
         targets whose extra is not installed are skipped with the reason.
 
@@ -218,17 +267,23 @@ def register(app: typer.Typer) -> None:
         table = Table(title=f"{graph.name}: {len(graph.nodes)} nodes, input {batch}x{graph.input_shape.c}x"
                             f"{graph.input_shape.h}x{graph.input_shape.w} (NCHW), seed {seed}",
                       title_justify="left")
-        for col in ("target", "max abs diff", "max rel diff", "tolerance", "layers checked", "status"):
+        logits = logits_of(graph)
+        columns = ["target", "max abs diff", "max rel diff", "atol"]
+        if logits is not None:
+            columns += ["logits max abs diff", "logits atol"]
+        for col in columns + ["layers checked", "status"]:
             table.add_column(col, justify="left" if col in ("target", "status") else "right")
         for r in results:
-            c = r.cmp
             status = f"{r.status}: {r.detail}" if r.detail and r.status == "FAIL" else r.status
-            if c is None:
-                table.add_row(r.target, "-", "-", "-", r.layers, status)
-            else:
-                table.add_row(r.target, f"{c.max_abs:.3g}", f"{c.max_rel:.3g}",
-                              f"{c.atol:.3g} + {RTOL:g}*|ref|", r.layers, status)
+            c, lg = r.cmp, r.logits
+            cells = [r.target] + (["-"] * 3 if c is None else [f"{c.max_abs:.3g}", f"{c.max_rel:.3g}", f"{c.atol:.3g}"])
+            if logits is not None:
+                cells += ["-"] * 2 if lg is None else [f"{lg.max_abs:.3g}", f"{lg.atol:.3g}"]
+            table.add_row(*cells, r.layers, status)
         console.print(table)
+        console.print(f"tolerance per element: atol + {RTOL:g}*|ref|"
+                      + (f"; logits: {logits}, the softmax's input" if logits is not None else ""),
+                      soft_wrap=True, markup=False)
         report_outcome(console, results, "out of tolerance", "within tolerance")
 
 
