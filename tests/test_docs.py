@@ -30,3 +30,7 @@ def test_readme_test_command_is_what_ci_runs():
     command = "pip install -e '.[dev]' && python -m pytest"
     assert command in readme
     assert ci.strip().splitlines()[-1] == command
+    # ... the way a newcomer runs it: in a fresh venv that sees none of the machine's packages
+    before = ci[:ci.index(command)]
+    assert re.search(r"^python3? -m venv ", before, re.M) and "--system-site-packages" not in before
+    assert re.search(r"^\. \S*/bin/activate", before, re.M)

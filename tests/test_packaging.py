@@ -30,14 +30,27 @@ def test_wheel_ships_grammar_and_templates(wheel):
     assert any(n.endswith("entry_points.txt") for n in names)
 
 
+def outer_package_dirs() -> list[str]:
+    """The folders the running interpreter imports installed packages from: a venv's, a conda
+    env's or the system's site-packages (the base's too for a venv that sees them)."""
+    return [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+
+
 def test_installed_wheel_runs_from_another_directory(wheel, tmp_path):
     env_dir = tmp_path / "venv"
-    # System site-packages provide the dependencies (no network needed); the wheel itself is
-    # installed into the venv, which comes first on sys.path.
-    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(env_dir)
+    # The dependencies come from the interpreter running the tests, whatever it is (a fresh venv,
+    # a conda env, the system Python): its package folders are listed in a .pth file of the new
+    # venv, after the venv's own. (system_site_packages=True would give the *base* interpreter's
+    # packages, not the active venv's.) The folders' own .pth files are not run, so the
+    # project's editable install stays out; no network and no pip inside the venv are needed.
+    venv.EnvBuilder(with_pip=False).create(env_dir)
     py = env_dir / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True,
-                   capture_output=True)
+    site_dir = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    (Path(site_dir) / "outer_packages.pth").write_text("\n".join(outer_package_dirs()) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q",
+                           str(wheel)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     work = tmp_path / "elsewhere"
     work.mkdir()
     shutil.copy(SPECS / "mobilenet_v1.arch", work / "net.arch")
