@@ -149,7 +149,8 @@ def stats(
                                               help="One row per combination of values (the paper's Tables 6-7)."),
     fmt: str = typer.Option("table", "--format", metavar="table|markdown|csv|json", help="Output format."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png",
-                                        help="Draw mult-adds against params on log axes (needs matplotlib)."),
+                                        help="Draw mult-adds against params on log axes, one line per width through "
+                                             "the resolutions, as in MobileNet's Figures 4-5 (needs matplotlib)."),
     patch_prefix: Optional[str] = typer.Option(None, "--patch-prefix", metavar="STEPS|NAME", help=PATCH_PREFIX_HELP),
     patch_grid: Optional[str] = typer.Option(None, "--patch-grid", metavar="RxC|auto|none", help=PATCH_GRID_HELP),
     budget: float = typer.Option(0.10, "--recompute-budget", metavar="FRACTION", help=BUDGET_HELP),
@@ -191,7 +192,7 @@ def stats(
         results = report.run_sweep(spec_ast, fixed, axes, elaborate)
         text = report.render_sweep(spec_ast.name, results, fmt)
         if plot:
-            report.plot(plot, [(r["label"], r["macs"], r["params"]) for r in results], spec_ast.name)
+            report.plot(plot, results, spec_ast.name)
     else:
         graph = load_graph(spec, set_)
         text = report.render_stats(graph, fmt, by)
@@ -221,7 +222,8 @@ def stats(
             from .analysis.costs import totals
 
             t = totals(graph)
-            report.plot(plot, [(report.label_of(graph.params), t["macs"], t["params"])], graph.name)
+            report.plot(plot, [{"set": dict(parse_sets(set_)), "input": graph.input_shape.as_list(),
+                                "macs": t["macs"], "params": t["params"]}], graph.name)
     if text is not None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 

@@ -197,29 +197,85 @@ def render_sweep(name: str, results: list[dict], fmt: str) -> str | None:
     return None
 
 
-def plot(path: Path, points: list[tuple[str, int, int]], title: str) -> None:
-    """Mult-adds against params on log axes, like the paper's Figures 4-5."""
-    try:
-        import matplotlib
+_GREEK = {"alpha": "α", "rho": "ρ"}
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+
+def plot_series(results: list[dict]) -> list[tuple[str, list[tuple[str, int, int]]]]:
+    """Sweep results as the paper's Figures 4-5 group them: one series per value of the
+    parameters that do not change the input size (α), its points joined across the ones that
+    do (ρ), ordered by resolution and labelled in pixels ("192", not ρ = 0.857143).
+    Returns [(series label, [(point label, mult-adds, params), ...]), ...]."""
+    keys = list(results[0]["set"]) if results else []
+
+    def others(r, k):
+        return tuple(_fmt_value(r["set"][j]) for j in keys if j != k)
+
+    resolution_keys = set()
+    for k in keys:  # a key is a resolution key when changing it alone changes the input size
+        seen: dict = {}
+        for r in results:
+            if seen.setdefault(others(r, k), r["input"][:2]) != r["input"][:2]:
+                resolution_keys.add(k)
+    series: dict[str, list] = {}
+    for r in results:
+        label = ", ".join(f"{_GREEK.get(k, k)} = {_fmt_value(r['set'][k])}" for k in keys if k not in resolution_keys)
+        h, w = r["input"][:2]
+        point = (f"{h}" if h == w else f"{h}x{w}") if resolution_keys else ""
+        series.setdefault(label, []).append((h * w, point, r["macs"], r["params"]))
+    return [(label, [p[1:] for p in sorted(points)]) for label, points in series.items()]
+
+
+def _plain_log_axis(axis) -> None:
+    """Log axis ticks at 1-2-3-5 steps, labelled as plain numbers (0.5, 2, 100; not 3x10^0)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def figure(results: list[dict], title: str):
+    """The sweep figure: million mult-adds (x) against million parameters (y), log axes, one
+    line per α through its resolutions, each point labelled with its input size in pixels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.2, 4.8), dpi=100)
+    groups = plot_series(results)
+    for label, points in groups:
+        xs = [p[1] / 1e6 for p in points]
+        ys = [p[2] / 1e6 for p in points]
+        ax.plot(xs, ys, marker="o", label=label or None)
+        for (text, _, _), x, y in zip(points, xs, ys):
+            if text:
+                ax.annotate(text, (x, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+    for axis, scale in ((ax.xaxis, ax.set_xscale), (ax.yaxis, ax.set_yscale)):
+        scale("log")
+        _plain_log_axis(axis)
+    ax.margins(x=0.08, y=0.15)
+    ax.set_xlabel("Million mult-adds")
+    ax.set_ylabel("Million parameters")
+    has_px = any(p[0] for _, pts in groups for p in pts)
+    ax.set_title(title + (" (points labelled with the input size in pixels)" if has_px else ""), fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    if any(label for label, _ in groups):
+        ax.legend(loc="best", fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot(path: Path, results: list[dict], title: str) -> None:
+    """Write figure() as a PNG (no timestamp in the file)."""
+    try:
+        import matplotlib  # noqa: F401
     except ImportError:
         raise ArchError("--plot needs matplotlib, which is not installed", None,
                         "pip install 'archdsl[plot]'") from None
-    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
-    xs = [p[2] / 1e6 for p in points]
-    ys = [p[1] / 1e6 for p in points]
-    ax.scatter(xs, ys)
-    for (label, _, _), x, y in zip(points, xs, ys):
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("Million parameters")
-    ax.set_ylabel("Million mult-adds")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
+    import matplotlib.pyplot as plt
+
+    fig = figure(results, title)
     try:
         fig.savefig(path, metadata={"Software": None})
     except OSError as e:

@@ -90,6 +90,62 @@ def test_stats_plot(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+SWEEP_16 = ["--sweep", "alpha=1,0.75,0.5,0.25", "--sweep", "rho=1,0.857143,0.714286,0.571429"]
+
+
+def _sweep_results():
+    from archdsl import report
+    from archdsl.cli import parse_assignment
+    from archdsl.elaborate import elaborate
+    from archdsl.syntax import parse
+
+    spec = parse(open(V1).read(), V1)
+    axes = [[parse_assignment(f"{k}={v}", "--sweep") for v in vals.split(",")]
+            for k, vals in (a.split("=", 1) for a in SWEEP_16[1::2])]
+    return report.run_sweep(spec, {}, axes, elaborate)
+
+
+def test_plot_series_are_the_papers_figures():
+    """MobileNet's Figures 4-5: one series per α joined across the four resolutions, the points
+    named by their input size in pixels (192, not ρ = 0.857143), in resolution order."""
+    from archdsl.report import plot_series
+
+    series = plot_series(_sweep_results())
+    assert [label for label, _ in series] == ["α = 1", "α = 0.75", "α = 0.5", "α = 0.25"]
+    for _, points in series:
+        assert [p[0] for p in points] == ["128", "160", "192", "224"]
+        assert len({p[2] for p in points}) == 1  # the parameters do not depend on the resolution
+    assert series[0][1][-1][1:] == (568_740_352, 4_209_088)  # Table 6 / Table 7: 1.0 MobileNet-224
+
+
+def test_plot_labels_are_plain_and_do_not_overlap():
+    pytest.importorskip("matplotlib")
+    from matplotlib.lines import Line2D
+
+    from archdsl.report import figure
+
+    fig = figure(_sweep_results(), "mobilenet_v1")
+    ax = fig.axes[0]
+    lines = [ln for ln in ax.get_lines() if isinstance(ln, Line2D) and len(ln.get_xdata()) > 1]
+    assert len(lines) == 4 and all(len(ln.get_xdata()) == 4 for ln in lines)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ticks = []
+    for axis in (ax.xaxis, ax.yaxis):  # the labels drawn: those of ticks inside the view
+        lo, hi = sorted(axis.get_view_interval())
+        ticks += [t for t, v in zip(axis.get_majorticklabels(), axis.get_majorticklocs()) if lo <= v <= hi]
+    assert len(ticks) >= 6
+    for t in ticks:
+        assert not any(ch in t.get_text() for ch in "×^$\\"), t.get_text()  # not 3x10^0
+        float(t.get_text())
+    texts = [t for t in ax.texts] + ax.get_legend().get_texts() + ticks
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    for i, a in enumerate(boxes):
+        for j in range(i + 1, len(boxes)):
+            assert not a.overlaps(boxes[j]), f"{texts[i].get_text()!r} overlaps {texts[j].get_text()!r}"
+    assert sorted(t.get_text() for t in ax.texts) == sorted(["128", "160", "192", "224"] * 4)
+
+
 def test_plot_without_matplotlib_is_a_clear_error(tmp_path, monkeypatch):
     import builtins
 
