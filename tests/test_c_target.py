@@ -207,28 +207,41 @@ def _panel_layout(wt: np.ndarray, panel: int) -> np.ndarray:
 
 
 def test_weights_round_trip_exactly(tmp_path):
-    """The folded weights printed with %.9g read back as the same float32 values, bit for bit, in the
-    order the kernel reads them (the pointwise convs' packed in panels, the comment says of how many)."""
+    """The folded weights, written as 64-bit hexadecimal words, read back as the same float32
+    values, bit for bit, at the offsets the header names, in the order the kernel reads them (the
+    pointwise convs' packed in panels, the header's comment says of how many)."""
     g = _vww()
     w = init_weights(g, 3)
     c_target.compile(g, w, tmp_path, "net")
     text = (tmp_path / "net_weights.c").read_text()
-    arrays = {name: (what, body) for what, name, body in
-              re.findall(r"/\* ([^*]*) \*/\nconst float (\w+)\[\d+\] = \{([^}]*)\};", text)}
+    body = re.sub(r"/\*.*?\*/", "", text.split("net_weights = {{", 1)[1].split("}};", 1)[0], flags=re.S)
+    words = np.array([int(t, 16) for t in body.replace("\n", "").split(",") if t.strip()], dtype="<u8")
+    block = words.view("<f4")
+    arrays = {name: (int(offset), what) for name, offset, what in
+              re.findall(r"#define (\w+) \(net_weights\.f \+ (\d+)\) /\* (.*?) \*/", (tmp_path / "net_weights.h").read_text())}
     folded = fold_bn(g, schedule(g), w)
     assert folded
     packed = 0
     for main, (wt, b) in folded.items():
         for suffix, ref in (("w", wt), ("b", b)):
             name = f"net_{c_target.c_ident(main)}_{suffix}"
-            what, body = arrays[name]
-            vals = np.array([float(v.strip().rstrip("f")) for v in body.replace("\n", " ").split(",")],
-                            dtype=np.float32)
+            start, what = arrays[name]
+            vals = block[start:start + ref.size]
             panel = re.search(r"packed in panels of (\d+) output channels", what)
             want = _panel_layout(ref, int(panel.group(1))) if panel else ref.ravel()
             packed += bool(panel)
             assert np.array_equal(vals.view(np.uint32), want.view(np.uint32)), name
     assert packed == 13  # MobileNetV1's 13 pointwise convs
+
+
+def test_weights_text_is_small(tmp_path):
+    """The weights file stays within 2.5x the bytes of its floats (printed with %.9g it was 4x:
+    67 MB for full-size MobileNetV1's 16.9 MB)."""
+    g = _vww()
+    c_target.compile(g, init_weights(g, 0), tmp_path, "net")
+    n = int((tmp_path / "net.h").read_text().split("#define NET_WEIGHT_FLOATS ")[1].split()[0])
+    size = (tmp_path / "net_weights.c").stat().st_size
+    assert n > 100_000 and size <= 2.5 * 4 * n, f"{size:,} bytes of text for {4 * n:,} bytes of floats"
 
 
 def test_arena_is_the_memory_plan(tmp_path):
@@ -328,3 +341,38 @@ def test_nan_weights_are_a_diagnostic(tmp_path):
     with pytest.raises(ArchError, match="NaN"):
         c_target.compile(g, w, tmp_path, "allops")
     assert not (tmp_path / "allops.c").exists()
+
+
+NO_PARAMS = "network pools()\ninput 9x8x3\nmax pool / s2 3x3 pad=same\nrelu6\navg pool 2x1\nglobal max pool\nsoftmax\n"
+
+
+def test_network_without_parameters_builds_warning_free(tmp_path):
+    """A network of pools and activations has no weights: its weights file is still a valid,
+    non-empty translation unit (it was 'ISO C forbids an empty translation unit' under -pedantic)."""
+    from conftest import parse_text
+
+    from archdsl.backends.numpy_target import reference_forward
+
+    g = parse_text(NO_PARAMS)
+    assert not list(g.parameters())
+    c_target.compile(g, {}, tmp_path, "net")
+    x = np.random.default_rng(0).standard_normal((2, 3, 9, 8)).astype(np.float32)
+    out = c_target.run(tmp_path, "net", x)
+    ref, _ = reference_forward(g, {}, x)
+    np.testing.assert_allclose(out.reshape(ref.shape), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_a_compile_error_shows_the_compilers_message(tmp_path):
+    """Any compile error in generated code is archdsl's bug: the diagnostic carries what the
+    compiler said, not only 'compiling net.c failed (exit 1)'."""
+    from archdsl.errors import ArchError
+
+    g = _vww()
+    c_target.compile(g, init_weights(g, 0), tmp_path, "net")
+    src = tmp_path / "net.c"
+    src.write_text(src.read_text() + "\nstatic int broken = ;\n")
+    with pytest.raises(ArchError) as info:
+        c_target.run(tmp_path, "net", np.zeros((1, *g.input_shape.chw), np.float32))
+    d = info.value.diagnostics[0]
+    assert d.message.startswith("compiling net.c failed (exit 1): net.c:") and "error" in d.message
+    assert "static int broken = ;" in d.hint or "expected expression" in d.hint

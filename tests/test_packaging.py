@@ -1,6 +1,7 @@
 """A wheel built from the project, installed into a fresh virtual environment, works from any directory."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -54,11 +55,12 @@ def test_installed_wheel_runs_from_another_directory(wheel, tmp_path):
     work = tmp_path / "elsewhere"
     work.mkdir()
     shutil.copy(SPECS / "mobilenet_v1.arch", work / "net.arch")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the installed wheel, nothing else
     where = subprocess.run([str(py), "-c", "import archdsl, archdsl.resources as r; "
                             "print(archdsl.__file__); print(r.grammar_path())"],
-                           cwd=work, capture_output=True, text=True, check=True).stdout.split()
+                           cwd=work, capture_output=True, text=True, check=True, env=env).stdout.split()
     assert all(str(env_dir) in p for p in where), where
     out = subprocess.run([str(env_dir / "bin" / "archdsl"), "stats", "net.arch", "--format", "json"],
-                         cwd=work, capture_output=True, text=True)
+                         cwd=work, capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert '"macs": 568740352' in out.stdout

@@ -193,3 +193,33 @@ def test_seed_changes_the_weights_and_input():
     b = run_verify(graph, ["numpy"], seed=2, batch=1)[0]
     assert a.status == b.status == "ok"
     assert a.cmp.atol != b.cmp.atol  # other weights and input, other output scale
+
+
+def test_verify_c_on_a_network_without_parameters(tmp_path):
+    """Before, the C column said only 'compiling t_weights.c failed (exit 1)'."""
+    spec = tmp_path / "pools.arch"
+    spec.write_text("network pools()\ninput 8x8x3\nmax pool 2x2\nrelu\nglobal avg pool\n")
+    res = invoke("verify", spec, "--targets", "numpy,c")
+    assert res.exit_code == 0, res.output
+
+
+def test_verify_shows_the_compilers_message(monkeypatch):
+    from archdsl.backends import c_target
+
+    mod = types.ModuleType("fake_brokenc")
+    mod.NAME, mod.EXTRA, mod.unavailable = "brokenc", None, lambda: None
+
+    def compile(graph, weights, outdir, stem):
+        paths = c_target.compile(graph, weights, outdir, stem)
+        src = outdir / f"{stem}.c"
+        src.write_text(src.read_text() + "\nstatic int broken = ;\n")
+        return paths
+
+    mod.compile, mod.run = compile, c_target.run
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    monkeypatch.setitem(backends.TARGETS, "brokenc", mod.__name__)
+    res = invoke("verify", V1, *SMALL, "--targets", "brokenc")
+    assert res.exit_code == 1
+    text = " ".join(res.stdout.split())
+    assert "brokenc: error: compiling mobilenet_v1.c failed (exit 1): mobilenet_v1.c:" in text
+    assert "brokenc: the compiler said:" in text and "static int broken = ;" in text

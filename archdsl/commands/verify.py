@@ -128,8 +128,9 @@ def verify_target(name: str, graph, weights, x, ref, ref_layers, workdir: Path) 
         target.compile(graph, weights, outdir, graph.name)
         out = target.run(outdir, graph.name, x)
         cmp = compare(out, ref, layer_scale(graph, ref_layers, graph.output))
-    except ArchError as e:
-        return TargetResult(name, "error", e.diagnostics[0].message)
+    except ArchError as e:  # e.g. the compiler's message on generated code, which is a bug of ours
+        d = e.diagnostics[0]
+        return TargetResult(name, "error", d.message, notes=d.hint.splitlines() if d.hint else [])
     except Exception as e:  # a target that crashes is a failed verification, reported, not a traceback
         return TargetResult(name, "error", f"{type(e).__name__}: {e}".splitlines()[0])
     result = TargetResult(name, "ok" if cmp.ok else "FAIL", cmp=cmp)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from .build import build, read_shapes, run, run_exe, run_layers
 from .generate import compile, generate, runtime_files, runtime_text
-from .lowering import ACTIVATIONS, LOWERINGS, Emitter, c_float, c_floats, c_ident
+from .lowering import ACTIVATIONS, LOWERINGS, Emitter, c_ident
 from .mcu import McuBuild, McuRun, build_mcu, run_mcu, size_table
 from .toolchain import (ARM_CC, ARM_SIZE, HOST_OPT, INSNS_PER_TICK, MCU_LDFLAGS, MCU_LIBS, MCU_OPT, MCUS, QEMU,
                         RUNTIME_HEADER, SANITIZE_FLAGS, WARN_FLAGS, Mcu, host_cc, mcu_unavailable, templates,

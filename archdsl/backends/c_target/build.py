@@ -40,8 +40,10 @@ def _run_tool(cmd: list[str], what: str, cwd: Path | None = None, timeout: float
     except OSError as e:
         raise ArchError(f"{what}: cannot run {cmd[0]} ({e.strerror})") from None
     if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-30:])
-        raise ArchError(f"{what} failed (exit {proc.returncode})", None, tail or None)
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        first = next((line.strip() for line in lines if "error" in line.lower()), lines[0].strip() if lines else "")
+        raise ArchError(f"{what} failed (exit {proc.returncode})" + (f": {first}" if first else ""), None,
+                        "the compiler said:\n" + "\n".join(lines[:30]) if lines else None)
     return proc.stdout
 
 
@@ -60,7 +62,8 @@ def _compile_object(cc: str, flags: list[str], src: Path, includes: list[Path]) 
         return obj
     obj.parent.mkdir(parents=True, exist_ok=True)
     tmp = obj.with_suffix(f".{os.getpid()}.tmp.o")
-    _run_tool([cc, *flags, *[f"-I{i}" for i in includes], "-c", str(src), "-o", str(tmp)], f"compiling {src.name}")
+    _run_tool([cc, *flags, *[f"-I{i}" for i in includes], "-c", src.name, "-o", str(tmp)], f"compiling {src.name}",
+              cwd=src.parent)
     os.replace(tmp, obj)
     return obj
 

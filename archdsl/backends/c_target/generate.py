@@ -7,6 +7,8 @@ from pathlib import Path
 from ...errors import ArchError
 from .. import codetext
 from ..common import lowering_for, params_text, template_env
+from ..codetext import c_comment
+from .blob import c_words, place
 from . import lowering_int8
 from .lowering import LOWERINGS, Emitter, activation_enum, c_float, c_floats, c_ident
 from .toolchain import (ARM_CC, ARM_SIZE, HOST_OPT, MCU_LDFLAGS, MCU_LIBS, MCU_OPT, MCUS, QEMU, RUNTIME_HEADER,
@@ -105,6 +107,7 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
 
     env = template_env("c")
     runtime = sorted(e.runtime)
+    placed, block = place(e.arrays) if net is None else ([], None)
     inp, out = graph.input_shape, graph.output_shape
     ctx = {
         "name": name, "p": prefix, "P": prefix.upper(), "graph": graph, "spec": codetext.source_label(graph.source_name),
@@ -121,6 +124,10 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
         "n_const_bytes": sum(int(a.values.nbytes) for a in e.arrays),
         "in_q": _qparams_c(net.input) if net is not None else None,
         "out_q": _qparams_c(net.output) if net is not None else None,
+        # float weights are one block of exact hexadecimal words (blob.py); int8 ones typed arrays
+        "placed": placed, "n_words": block.size // 2 if block is not None else 0,
+        "block_bytes": block.nbytes if block is not None else 0,
+        "words": c_words(block, placed, c_comment) if block is not None else "",
         "warn_flags": " ".join(WARN_FLAGS), "host_opt": " ".join(HOST_OPT),
         "mcu_opt": " ".join(MCU_OPT), "mcu_ldflags": " ".join(MCU_LDFLAGS), "mcu_libs": " ".join(MCU_LIBS),
         "mcus": MCUS, "arm_cc": ARM_CC, "arm_size": ARM_SIZE, "qemu": QEMU,

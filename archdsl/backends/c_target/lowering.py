@@ -12,7 +12,6 @@ from ... import ops
 from ...ops.shuffle import split_range
 from ...errors import ArchError
 from ...weights import bn_scale_shift
-from ..common import number
 from . import layout
 from ..codetext import identifier
 
@@ -27,21 +26,6 @@ def c_ident(name: str) -> str:
 
 
 MAX_IDENT = 63  # C99's significant characters of an external identifier: longer names get a digest
-
-
-def c_float(v: float) -> str:
-    """%.9g (round-trips a float32), written as a float constant."""
-    return number(float(v)) + "f"
-
-
-def c_floats(values: np.ndarray, per_line: int = 8, indent: str = "    ") -> str:
-    flat = np.asarray(values, dtype=np.float32).ravel()
-    if not np.all(np.isfinite(flat)):
-        raise ArchError("the weights hold NaN or infinite values, which C constants cannot express",
-                        None, "check the weight file")
-    items = [c_float(v) for v in flat.astype(np.float64).tolist()]
-    lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
-    return ",\n".join(indent + line for line in lines)
 
 
 @dataclass
