@@ -6,11 +6,11 @@ from pathlib import Path
 
 from ...errors import ArchError
 from .. import codetext
-from ..common import lowering_for, params_text, template_env
+from ..common import lowering_for, number, params_text, template_env
 from ..codetext import c_comment
 from .blob import c_words, place
 from . import lowering_int8
-from .lowering import LOWERINGS, Emitter, activation_enum, c_float, c_floats, c_ident
+from .lowering import LOWERINGS, Emitter, activation_enum, c_ident
 from .toolchain import (ARM_CC, ARM_SIZE, HOST_OPT, MCU_LDFLAGS, MCU_LIBS, MCU_OPT, MCUS, QEMU, RUNTIME_HEADER,
                         WARN_FLAGS, file_base, templates)
 
@@ -61,7 +61,7 @@ def _int8_network(graph, weights):
 
 
 def _qparams_c(p) -> dict:
-    return {"scale": c_float(p.scale), "zero_point": p.zero_point}
+    return {"scale": number(float(p.scale)) + "f", "zero_point": p.zero_point}
 
 
 def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict[str, str]:
@@ -116,11 +116,11 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
         "calls": calls, "tensors": tensors, "arrays": e.arrays, "runtime": runtime,
         "input_macro": e.tensor_macros[graph.input_name], "output_macro": e.tensor_macros[graph.output],
         "macs": analysis.macs, "n_weights": sum(int(a.values.size) for a in e.arrays),
-        "n_steps": len(steps), "floats": c_floats,
+        "n_steps": len(steps),
         "int8": net is not None, "elem": elem, "elem_bytes": elem_bytes,
         "elem_plural": "floats" if net is None else "bytes", "rt_header": rt_header,
         "structs": getattr(e, "structs", []),
-        "constants": c_floats if net is None else lowering_int8.c_ints,
+        "constants": lowering_int8.c_ints,  # int8 builds only: float weights are the words below
         "n_const_bytes": sum(int(a.values.nbytes) for a in e.arrays),
         "in_q": _qparams_c(net.input) if net is not None else None,
         "out_q": _qparams_c(net.output) if net is not None else None,
