@@ -310,7 +310,7 @@ def test_makefile_host_build_is_warning_free(tmp_path):
     proc = subprocess.run(["make", "-s", f"CC={c_target.host_cc()}"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "warning" not in proc.stderr
-    proc = subprocess.run(["./net_host"], cwd=tmp_path, capture_output=True, text=True)
+    proc = subprocess.run(["./net_host", "--raw"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0
     printed = np.array([float(v) for v in proc.stdout.split()], dtype=np.float32)
     # main.c's fixed input: the LCG it documents, reproduced here
@@ -376,3 +376,87 @@ def test_a_compile_error_shows_the_compilers_message(tmp_path):
     d = info.value.diagnostics[0]
     assert d.message.startswith("compiling net.c failed (exit 1): net.c:") and "error" in d.message
     assert "static int broken = ;" in d.hint or "expected expression" in d.hint
+
+
+@pytest.fixture(scope="module")
+def host_program(tmp_path_factory):
+    """The generated host program of a small classifier, and what it computes."""
+    from archdsl.backends.numpy_target import reference_forward
+
+    outdir = tmp_path_factory.mktemp("host")
+    g = load_graph("mobilenet_v1.arch", alpha=0.25, rho=0.25)
+    w = init_weights(g, 0)
+    c_target.compile(g, w, outdir, "net")
+    exe = c_target.build(outdir, "net")
+    x = np.random.default_rng(1).standard_normal((3, *g.input_shape.chw))
+    ref, _ = reference_forward(g, w, x.astype(np.float32))
+    return g, exe, outdir, x, ref.reshape(3, -1)
+
+
+def _host(exe, *args):
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True)
+
+
+def test_host_program_prints_what_a_person_reads(host_program):
+    """The default run: the top-5 with scores, the latency, the arena and weights sizes and how to
+    feed a real input, not 1,000 bare numbers."""
+    g, exe, outdir, _, _ = host_program
+    proc = _host(exe)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert len(out.splitlines()) < 15
+    top = re.search(r"top-5 of 1000 outputs: (.*)", out).group(1)
+    assert len(re.findall(r"class \d+ [\d.e-]+", top)) == 5
+    header = (outdir / "net.h").read_text()
+    arena = int(header.split("#define NET_ARENA_BYTES ")[1].split()[0])
+    block = int(header.split("#define NET_WEIGHT_BYTES ")[1].split()[0])
+    assert re.search(r"latency: [\d.]+ ms", out)
+    assert f"arena {arena:,} bytes" in out and f"weights {block:,} bytes" in out
+    assert "numpy.save('x.npy', x.astype(numpy.float32))" in out and "x.npy out.bin" in out and "--raw" in out
+
+
+def test_host_program_top5_of_a_npy_batch(host_program, tmp_path):
+    g, exe, _, x, ref = host_program
+    np.save(tmp_path / "x.npy", x.astype(np.float32))
+    proc = _host(exe, tmp_path / "x.npy")
+    assert proc.returncode == 0, proc.stderr
+    for i in range(3):
+        line = re.search(rf"image {i}: top-5 of 1000 outputs: (.*)", proc.stdout).group(1)
+        printed = [int(c) for c in re.findall(r"class (\d+)", line)]
+        assert printed[:3] == list(np.argsort(-ref[i])[:3]), (i, printed)
+    assert "3 images in" in proc.stdout
+    np.save(tmp_path / "one.npy", x[0].astype(np.float32))  # (C, H, W): one image
+    assert "1 image in" in _host(exe, tmp_path / "one.npy").stdout
+    raw = _host(exe, "--raw", tmp_path / "x.npy")
+    assert compare(np.array(raw.stdout.split(), dtype=np.float32), ref).ok
+
+
+@pytest.mark.parametrize("case", ["float64 npy", "float64 raw", "partial raw", "npy shape", "npy nhwc", "empty raw"])
+def test_host_program_checks_its_input_exactly(host_program, tmp_path, case):
+    """A float64 file is not read as twice as many float32 images, nor a trailing partial image
+    dropped: the program refuses with what it expected."""
+    g, exe, _, x, _ = host_program
+    c, h, w = g.input_shape.chw
+    path = tmp_path / ("in.npy" if "npy" in case else "in.bin")
+    if case == "float64 npy":
+        np.save(path, x)
+        why = "holds '<f8' values (float64), not float32"
+    elif case == "float64 raw":
+        x.tofile(path)
+        why = "is the file float64? it must hold float32"
+    elif case == "partial raw":
+        path.write_bytes(x.astype(np.float32).tobytes()[:-12])
+        why = f"which is not a whole number of images (2 whole, {4 * c * h * w - 12:,} bytes left over)"
+    elif case == "npy shape":
+        np.save(path, x.astype(np.float32)[:, :, :-1])
+        why = f"holds an array of shape (3, {c}, {h - 1}, {w})"
+    elif case == "npy nhwc":
+        np.save(path, x.astype(np.float32).transpose(0, 2, 3, 1))
+        why = "which looks NHWC"
+    else:
+        path.write_bytes(b"")
+        why = "holds 0 bytes"
+    proc = _host(exe, path, tmp_path / "out.bin")
+    assert proc.returncode == 1, proc.stdout
+    assert why in proc.stderr, proc.stderr
+    assert f"expected float32 images of {c}x{h}x{w} (CxHxW, NCHW), {4 * c * h * w:,} bytes each" in proc.stderr

@@ -95,8 +95,10 @@ def run_exe(exe: Path, inputs: np.ndarray, out_size: int, timeout: float = 600,
     step's output (the program must be built with -DARCHDSL_TRACE): name -> (N, C, H, W).
     dtype: the program's element type ("<f4", or INT8 for an int8 build)."""
     with tempfile.TemporaryDirectory(prefix="archdsl-run-") as tmp:
-        fin, fout, ftrace = Path(tmp) / "input.bin", Path(tmp) / "output.bin", Path(tmp) / "trace.bin"
-        np.ascontiguousarray(inputs, dtype=dtype).tofile(fin)
+        fin, fout, ftrace = Path(tmp) / "input.npy", Path(tmp) / "output.bin", Path(tmp) / "trace.bin"
+        # .npy, whose header states the type and shape: the program checks them exactly, and any
+        # value (NaN included) goes through, where a raw file's values are checked for float64
+        np.save(fin, np.ascontiguousarray(inputs, dtype=dtype))  # (N, C, H, W)
         args = [str(fin), str(fout)] + ([str(ftrace)] if trace is not None else [])
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")

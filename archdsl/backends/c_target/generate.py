@@ -119,6 +119,7 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
         "n_steps": len(steps),
         "int8": net is not None, "elem": elem, "elem_bytes": elem_bytes,
         "elem_plural": "floats" if net is None else "bytes", "rt_header": rt_header,
+        "elem_name": "float32" if net is None else "int8",
         "structs": getattr(e, "structs", []),
         "constants": lowering_int8.c_ints,  # int8 builds only: float weights are the words below
         "n_const_bytes": sum(int(a.values.nbytes) for a in e.arrays),
