@@ -460,3 +460,78 @@ def test_host_program_checks_its_input_exactly(host_program, tmp_path, case):
     assert proc.returncode == 1, proc.stdout
     assert why in proc.stderr, proc.stderr
     assert f"expected float32 images of {c}x{h}x{w} (CxHxW, NCHW), {4 * c * h * w:,} bytes each" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def int8_host_program(tmp_path_factory):
+    """The host program of an int8 build (PTQ of a small classifier) and its NumPy int8 reference."""
+    from archdsl.quant.network import QuantizedNetwork
+    from archdsl.quant.ptq import quantize
+    from archdsl.quant.runtime import run_int8
+
+    g = parse_text("network q(classes = 7)\ninput 8x8x3\nconv / s2 3x3x3x8 bias=yes\nrelu\n"
+                   "avg pool / s1 4x4\nfc 8x7\n")
+    rng = np.random.default_rng(0)
+    calib = rng.uniform(-1, 1, (16, *g.input_shape.chw)).astype(np.float32)
+    q, _ = quantize(g, init_weights(g, seed=3), calib)
+    net = QuantizedNetwork.build(g, q)
+    outdir = tmp_path_factory.mktemp("host_int8")
+    c_target.compile(g, q, outdir, "qnet")
+    exe = c_target.build(outdir, "qnet")
+    return g, net, exe, outdir, calib[:3], lambda xq: run_int8(net, xq)[0].reshape(len(xq), -1)
+
+
+def test_int8_host_program_prints_scores_as_real_values(int8_host_program):
+    g, net, exe, outdir, _, _ = int8_host_program
+    proc = _host(exe)
+    assert proc.returncode == 0, proc.stderr
+    top = re.search(r"top-5 of 7 outputs: (.*)", proc.stdout).group(1)
+    scores = re.findall(r"class \d+ ([\d.e-]+) \(q (-?\d+)\)", top)
+    assert len(scores) == 5
+    for real, qv in scores:  # the score printed is the dequantized value of the int8 printed
+        assert float(real) == pytest.approx(net.output.scale * (int(qv) - net.output.zero_point), rel=1e-5)
+    header = (outdir / "qnet.h").read_text()
+    const = int(header.split("#define QNET_CONSTANT_BYTES ")[1].split()[0])
+    assert f"constants {const:,} bytes" in proc.stdout and "int8 NCHW" in proc.stdout
+
+
+def test_int8_host_program_reads_int8_and_quantizes_float32(int8_host_program, tmp_path):
+    """An int8 .npy goes in as it is; a float32 .npy is quantized as TFLite's QUANTIZE (round half
+    away from zero, then the zero point, clamped); raw bytes are int8. All three give the NumPy
+    int8 runtime's outputs bit for bit."""
+    from archdsl.quant.arithmetic import quantize_float
+
+    g, net, exe, _, x, reference = int8_host_program
+    x = np.concatenate([x, np.full((1, *x.shape[1:]), 1e6, np.float32)])  # and one image that clamps
+    xq = quantize_float(x, net.input.scale, net.input.zero_point)
+    want = reference(xq)
+    for name, save in [("q.npy", lambda p: np.save(p, xq)), ("f.npy", lambda p: np.save(p, x)),
+                       ("q.bin", lambda p: xq.tofile(p))]:
+        save(tmp_path / name)
+        proc = _host(exe, tmp_path / name, tmp_path / "out.bin")
+        assert proc.returncode == 0, (name, proc.stderr)
+        assert "wrote 4 outputs of 7 int8" in proc.stdout
+        got = np.fromfile(tmp_path / "out.bin", np.int8).reshape(4, -1)
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    raw = _host(exe, "--raw", tmp_path / "q.npy")
+    assert [int(v) for v in raw.stdout.split()] == want.ravel().tolist()
+
+
+@pytest.mark.parametrize("case", ["float64 npy", "int16 npy", "partial raw"])
+def test_int8_host_program_checks_its_input_exactly(int8_host_program, tmp_path, case):
+    g, _, exe, _, x, _ = int8_host_program
+    c, h, w = g.input_shape.chw
+    path = tmp_path / ("in.npy" if "npy" in case else "in.bin")
+    if case == "float64 npy":
+        np.save(path, x.astype(np.float64))
+        why = "holds '<f8' values (float64), not int8 ('|i1') or float32 ('<f4')"
+    elif case == "int16 npy":
+        np.save(path, x.astype(np.int16))
+        why = "holds '<i2' values, not int8"
+    else:
+        path.write_bytes(bytes(2 * c * h * w + 5))
+        why = "which is not a whole number of images (2 whole, 5 bytes left over)"
+    proc = _host(exe, path)
+    assert proc.returncode == 1, proc.stdout
+    assert why in proc.stderr, proc.stderr
+    assert f"expected int8 images of {c}x{h}x{w} (CxHxW, NCHW), {c * h * w:,} bytes each" in proc.stderr
