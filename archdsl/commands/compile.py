@@ -11,7 +11,7 @@ from .targets import compile_target, get_weights, load_target
 
 
 def register(app: typer.Typer) -> None:
-    from ..cli import SET_HELP, load_graph, user_errors
+    from ..cli import BUDGET_HELP, PATCH_PREFIX_HELP, SET_HELP, load_graph, user_errors
 
     @app.command("compile")
     @user_errors
@@ -36,6 +36,17 @@ def register(app: typer.Typer) -> None:
                                           help="C target only: also cross-compile for this Cortex-M, run it once "
                                                "under QEMU, and report flash (weights + code) and RAM (arena + "
                                                "stack)."),
+        in_place_dw: bool = typer.Option(False, "--in-place-dw",
+                                         help="C target only: depthwise layers write over their input through a "
+                                              "one-plane buffer where that shrinks the arena."),
+        patch_grid: Optional[str] = typer.Option(None, "--patch-grid", metavar="RxC|auto",
+                                                 help="C target only: run the first stages tile by tile (with "
+                                                      "in-place depthwise), on this grid of the prefix's output "
+                                                      "map; auto picks the prefix and grid with the smallest arena. "
+                                                      "`archdsl stats` shows the figures."),
+        patch_prefix: Optional[str] = typer.Option(None, "--patch-prefix", metavar="STEPS|NAME",
+                                                   help=PATCH_PREFIX_HELP),
+        budget: float = typer.Option(0.10, "--recompute-budget", metavar="FRACTION", help=BUDGET_HELP),
     ):
         """Compile a spec to a target. The same spec, weights and options give the same bytes.
 
@@ -47,16 +58,43 @@ def register(app: typer.Typer) -> None:
         """
         if mcu is not None and target != "c":
             raise ArchError("--mcu applies to the C target only", None, "use --target c")
+        memory_options = in_place_dw or patch_grid is not None or patch_prefix is not None
+        if memory_options and target != "c":
+            raise ArchError("--in-place-dw, --patch-grid and --patch-prefix apply to the C target only", None,
+                            "use --target c")
+        if patch_grid == "none":
+            patch_grid = None
         tgt = load_target(target)
         graph = load_graph(spec, set_)
         w = get_weights(graph, weights, seed)
-        written = compile_target(tgt, graph, w, out, name or graph.name, prefix)
+        memory = None
+        if memory_options:
+            from ..analysis.patch import memory_report
+
+            rep = memory_report(graph, prefix=patch_prefix, grid=patch_grid or "auto", budget=budget)
+            patched = patch_grid is not None or patch_prefix is not None
+            memory = rep.patched if patched else rep.inplace
+        written = compile_target(tgt, graph, w, out, name or graph.name, prefix, memory=memory)
         for path in written:
             typer.echo(f"wrote {path} ({Path(path).stat().st_size:,} bytes)")
+        if memory is not None:
+            typer.echo(arena_line(rep, memory))
         if mcu is not None:
             import numpy as np
 
             from .mcu import mcu_report
 
             zeros = np.zeros((1, *graph.input_shape.chw), np.float32)
-            mcu_report(tgt, graph, out, zeros, mcu, name or graph.name)
+            mcu_report(tgt, graph, out, zeros, mcu, name or graph.name, memory=memory)
+
+
+def arena_line(rep, memory) -> str:
+    """The arena built, against the plain one, with the recomputation it costs."""
+    text = f"arena: {memory.arena_bytes:,} B (plain {rep.plain.arena_bytes:,} B"
+    if memory.patches is not None:
+        p = memory.patches
+        text += (f"; {p.grid[0]}x{p.grid[1]} tiles up to {p.output}, {p.extra_macs:,} mult-adds recomputed "
+                 f"(+{100 * p.extra_fraction:.2f}%)")
+    elif rep.patch is None and memory is rep.patched:
+        text += "; no patch plan beats running whole within the budget"
+    return text + ")"

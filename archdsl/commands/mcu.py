@@ -4,9 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def mcu_report(c_target, graph, outdir: Path, x, mcu: str, name: str | None = None, profile: bool = False):
+def mcu_report(c_target, graph, outdir: Path, x, mcu: str, name: str | None = None, profile: bool = False,
+               memory=None):
     """Cross-compile, run under QEMU, print flash/RAM and instructions (with `profile`, also the
-    per-layer instructions and estimated cycles of the first image); return the output."""
+    per-layer instructions and estimated cycles of the first image); `memory`: the arena plan the
+    build was generated with, when not the plain one. Returns the output."""
     from rich.console import Console
     from rich.table import Table
 
@@ -18,12 +20,20 @@ def mcu_report(c_target, graph, outdir: Path, x, mcu: str, name: str | None = No
     r = c_target.run_mcu(b, x, graph.output_shape.numel)
     a = analyze(graph)
     # the arena the build planned: the analysis' (float), or the int8 plan at one byte per element
-    arena = plan_memory(graph, a.steps, elem_bytes=1).arena_bytes if b.dtype == INT8 else a.plan.arena_bytes
+    plain = plan_memory(graph, a.steps, elem_bytes=1) if b.dtype == INT8 else a.plan
+    arena = (memory if memory is not None else plain).arena_bytes
     table = Table(title=f"{graph.name} on {b.mcu.name} (QEMU {b.mcu.machine})", title_justify="left")
     for col in ("", "bytes", "where"):
         table.add_column(col, justify="right" if col == "bytes" else "left")
     for row in c_target.size_table(b, arena, r.stack_bytes):
         table.add_row(*row)
+    if memory is not None:
+        table.add_row("arena, plain", f"{plain.arena_bytes:,}",
+                      "RAM without in-place depthwise or patches")
+        if memory.patches is not None:
+            p = memory.patches
+            table.add_row("mult-adds recomputed", f"{p.extra_macs:,}",
+                          f"+{100 * p.extra_fraction:.2f}% ({p.grid[0]}x{p.grid[1]} tiles up to {p.output})")
     console = Console(width=max(100, Console().width))
     console.print(table)
     macs = a.macs

@@ -68,8 +68,10 @@ def int8_targets() -> list[str]:
     return [t for t in ("numpy", "c") if t in available_targets() and getattr(backends.load(t), "INT8", False)]
 
 
-def compile_target(target, graph, weights, outdir: Path, name: str, prefix: Optional[str] = None) -> list[Path]:
-    """Call target.compile, passing `prefix` to targets that take one (the C target's symbol prefix)."""
+def compile_target(target, graph, weights, outdir: Path, name: str, prefix: Optional[str] = None,
+                   memory=None) -> list[Path]:
+    """Call target.compile, passing `prefix` to targets that take one (the C target's symbol prefix)
+    and `memory` (an arena plan other than the plain one) to the C target."""
     from ..quant.weights_file import is_int8_dict
 
     if is_int8_dict(weights) and not getattr(target, "INT8", False):
@@ -81,4 +83,6 @@ def compile_target(target, graph, weights, outdir: Path, name: str, prefix: Opti
             raise ArchError(f"--prefix does not apply to the {target.NAME} target", None,
                             "--prefix names the C runtime's symbols; use --name for the file names")
         kwargs["prefix"] = prefix
+    if memory is not None:
+        kwargs["memory"] = memory
     return list(target.compile(graph, weights, outdir, name, **kwargs))

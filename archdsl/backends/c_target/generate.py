@@ -42,8 +42,9 @@ def runtime_text(file: str) -> str:
 
 def runtime_files() -> dict[str, str]:
     """{file: text} of the whole C runtime, header and every kernel file."""
-    names = [RUNTIME_HEADER, lowering_int8.RUNTIME_HEADER,
-             *sorted(p.name for p in (templates() / "runtime").glob("rt_*.c"))]
+    rt = templates() / "runtime"
+    names = [RUNTIME_HEADER, lowering_int8.RUNTIME_HEADER, *sorted(p.name for p in rt.glob("rt_*.h")),
+             *sorted(p.name for p in rt.glob("rt_*.c"))]
     return {name: runtime_text(name) for name in names}
 
 
@@ -64,11 +65,12 @@ def _qparams_c(p) -> dict:
     return {"scale": number(float(p.scale)) + "f", "zero_point": p.zero_point}
 
 
-def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict[str, str]:
+def generate(graph, weights: dict, name: str, prefix: str | None = None, memory=None) -> dict[str, str]:
     """{relative file name: text} for `graph`. Files are named after `name`; the public C symbols
     and macros after `prefix` (default: `name`, made a C identifier). With int8 weights (an int8
     weight file, from `archdsl quantize` or the import of an int8 .tflite, or a QuantizedNetwork)
-    the runtime is int8."""
+    the runtime is int8. `memory`: the arena plan (analysis.memory.plan_memory's, with in-place
+    depthwise or patches); default the plain one."""
     from ...analysis import analyze
 
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
@@ -81,17 +83,35 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
                         None, "use letters, digits and underscores, not starting with a digit, e.g. --prefix my_net")
     analysis = analyze(graph)
     net = _int8_network(graph, weights)
+    if net is not None and memory is not None:
+        raise ArchError("in-place depthwise and patches are not yet built for int8 C", None,
+                        "compile the float weights, or drop --in-place-dw / --patch-grid / --patch-prefix")
     if net is None:
         steps, plan, folded = analysis.steps, analysis.plan, analysis.folded(weights)
+        if memory is not None:
+            plan = memory
         e = Emitter(graph, prefix, weights, folded, plan)
-        lowered = [(step, lowering_for(LOWERINGS, step.main.op, "C", step.main.name)(e, step)) for step in steps]
+        e.scratch = {t: _buffer_macro(i) for t, i in plan.scratch_of.items()}
         elem, elem_bytes, rt_header = "float", 4, RUNTIME_HEADER
+        calls = []
+        start = 0
+        if plan.patches is not None:
+            from .tiles import tile_calls
+
+            start = plan.patches.prefix
+            calls = tile_calls(e, graph, steps, plan, _buffer_macro)
+            last = steps[start - 1]
+            calls.append({"comment": f"{last.output}: assembled from {len(plan.patches.tiles)} tiles",
+                          "lines": [], "output": last.output, "out_macro": e.t(last.output),
+                          "out_shape": last.out_shape})
+        lowered = [(step, lowering_for(LOWERINGS, step.main.op, "C", step.main.name)(e, step))
+                   for step in steps[start:]]
     else:
         e, plan, lowered = lowering_int8.lower(net, prefix)
         steps = [step for step, _ in lowered]
         elem, elem_bytes, rt_header = "int8_t", 1, lowering_int8.RUNTIME_HEADER
+        calls = []
 
-    calls = []
     for step, lines in lowered:
         calls.append({"comment": _step_comment(step), "lines": lines or ["/* a view of its input: no code */"],
                       "output": step.output, "out_macro": e.t(step.output), "out_shape": step.out_shape})
@@ -104,6 +124,11 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
         assert buf.offset % elem_bytes == 0
         tensors.append({"macro": macro, "offset": buf.offset // elem_bytes, "bytes": buf.offset,
                         "shape": str(graph.shape_of(tensor)), "name": tensor})
+    whole = set(plan.buffer_of.values())
+    for buf in plan.buffers:  # tile, crop and one-plane buffers
+        if buf.index not in whole:
+            tensors.append({"macro": _buffer_macro(buf.index), "offset": buf.offset // elem_bytes,
+                            "bytes": buf.offset, "shape": f"{buf.size:,} bytes", "name": buf.what})
 
     env = template_env("c")
     runtime = sorted(e.runtime)
@@ -116,7 +141,7 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
         "calls": calls, "tensors": tensors, "arrays": e.arrays, "runtime": runtime,
         "input_macro": e.tensor_macros[graph.input_name], "output_macro": e.tensor_macros[graph.output],
         "macs": analysis.macs, "n_weights": sum(int(a.values.size) for a in e.arrays),
-        "n_steps": len(steps),
+        "n_steps": len(steps), "tiles": bool(TILE_FILES & set(runtime)),
         "int8": net is not None, "elem": elem, "elem_bytes": elem_bytes,
         "elem_plural": "floats" if net is None else "bytes", "rt_header": rt_header,
         "elem_name": "float32" if net is None else "int8",
@@ -148,12 +173,21 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None) -> dict
     }
     for f in (rt_header, *runtime):
         files[f] = runtime_text(f)
+    if TILE_FILES & set(runtime):
+        files["rt_tile.h"] = runtime_text("rt_tile.h")
     for f in ("startup.c", "semihost.c", "semihost.h", "link.ld"):
         files[f"mcu/{f}"] = (templates() / "mcu" / f).read_text(encoding="utf-8")
     return files
 
 
-def compile(graph, weights, outdir, name, prefix: str | None = None) -> list[Path]:
+TILE_FILES = {"rt_tile.c", "rt_dwconv_inplace.c"}  # the kernels declared in rt_tile.h
+
+
+def _buffer_macro(index: int) -> str:
+    return f"ARENA_B{index}"
+
+
+def compile(graph, weights, outdir, name, prefix: str | None = None, memory=None) -> list[Path]:
     from ...fsutil import write_files_atomically
 
-    return write_files_atomically(outdir, generate(graph, weights, name, prefix))
+    return write_files_atomically(outdir, generate(graph, weights, name, prefix, memory))

@@ -49,9 +49,14 @@ class Emitter:
     runtime: set[str] = field(default_factory=lambda: set(ALWAYS))
     tensor_macros: dict[str, str] = field(default_factory=dict)
     taken: set[str] = field(default_factory=set)  # identifiers in use: mangled names never collide
+    where: dict[str, str] = field(default_factory=dict)  # tensor -> its tile's expression, inside a tile
+    scratch: dict[str, str] = field(default_factory=dict)  # in-place depthwise output -> its plane buffer
+    _folded_names: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
 
     def t(self, tensor: str) -> str:
-        """The C expression of a tensor: a macro for its place in the arena."""
+        """The C expression of a tensor: a macro for its place in the arena (or its tile's)."""
+        if tensor in self.where:
+            return self.where[tensor]
         if tensor not in self.tensor_macros:
             self.tensor_macros[tensor] = identifier(tensor, self.taken, prefix="T_", fallback="", limit=MAX_IDENT)
         return self.tensor_macros[tensor]
@@ -63,12 +68,21 @@ class Emitter:
 
     def folded_weights(self, step, layout: Callable | None = None, layout_what: str = "") -> tuple[str, str]:
         """The step's folded weight and bias arrays; `layout` reorders the weights for the kernel
-        (layout.py), `layout_what` says how in the array's comment."""
+        (layout.py), `layout_what` says how in the array's comment. Emitted once per layout: every
+        tile of a patch-based step shares them."""
+        key = (step.main.name, layout_what)
+        if key in self._folded_names:
+            return self._folded_names[key]
         w, b = self.folded[step.main.name]
         what = f"{step.main.name}: {'x'.join(map(str, w.shape))}" + (
             f", {step.bn.name} folded" if step.bn is not None else "") + (f", {layout_what}" if layout_what else "")
         packed = layout(w) if layout is not None else w
-        return (self.array(step.main, "w", packed, what), self.array(step.main, "b", b, f"{step.main.name}: bias"))
+        again = sum(k[0] == step.main.name for k in self._folded_names)  # another layout of these weights
+        suffix = str(again + 1) if again else ""
+        names = (self.array(step.main, "w" + suffix, packed, what),
+                 self.array(step.main, "b" + suffix, b, f"{step.main.name}: bias"))
+        self._folded_names[key] = names
+        return names
 
     def use(self, *files: str) -> None:
         self.runtime.update(files)
@@ -134,6 +148,10 @@ def _dw_call(e: Emitter, step, w: str, b: str) -> list[str]:
     a, x, y = n.attrs, n.in_shapes[0], n.out_shape
     (kh, kw), (sh, sw), (pt, pl, _, _) = a["kernel"], a["stride"], a["pads"]
     e.use("rt_dwconv.c")
+    if step.output in e.scratch:  # in place through a one-plane buffer (analysis.memory)
+        e.use("rt_dwconv_inplace.c")
+        return [_call("arch_conv_dw_inplace", e.t(n.inputs[0]), e.scratch[step.output], x.c, x.h, x.w, w, b,
+                      kh, kw, sh, sw, pt, pl, y.h, y.w, act_of(step))]
     return [_call("arch_conv_dw", e.t(n.inputs[0]), x.c, x.h, x.w, w, b, y.c // x.c, kh, kw, sh, sw, pt, pl,
                   e.t(step.output), y.h, y.w, act_of(step))]
 

@@ -1,0 +1,14 @@
+/* Patch-based execution of the first stages (rt_tile.c) and in-place depthwise (rt_dwconv_inplace.c).
+ * Included by a model built with either (compile --patch-grid / --in-place-dw). */
+#ifndef ARCHDSL_RT_TILE_H
+#define ARCHDSL_RT_TILE_H
+
+void arch_crop(const float *restrict src, int c, int sh, int sw, int y0, int x0, int h, int w,
+               float *restrict dst);
+void arch_paste(const float *restrict src, int c, int h, int w, float *restrict dst, int dh, int dw,
+                int y0, int x0);
+void arch_conv_dw_inplace(float *buf, float *restrict scratch, int c, int h, int w,
+                          const float *restrict weight, const float *restrict bias,
+                          int kh, int kw, int sh, int sw, int pad_top, int pad_left, int oh, int ow, int act);
+
+#endif /* ARCHDSL_RT_TILE_H */
