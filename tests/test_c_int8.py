@@ -5,7 +5,8 @@ and the dev extra; reference kernels, FC requantized in fixed point: the deploym
 MCUs), run on the MLPerf Tiny int8 models with every tensor kept. The host C program is built with
 -DARCHDSL_TRACE and its every step output is compared with TFLM's tensor (and with the NumPy int8
 runtime's) for 20 random int8 images and the README's two images. Then the same C, cross-compiled
-for Cortex-M4 (mps2-an386) and Cortex-M7 (mps2-an500), must give the host's outputs under QEMU,
+for Cortex-M4 (mps2-an386) and Cortex-M7 (mps2-an500) (the DSP kernels) and Cortex-M3 (mps2-an385, the
+portable path) must give the host's values on every tensor under QEMU,
 and the VWW M4 build must fit the flash/RAM budget of issue 12 (constants <= 245,000 B, arena
 <= 55,296 B, the layer-by-layer floor).
 """
@@ -84,23 +85,56 @@ def test_int8_build_quantizes_float_input(tmp_path_factory):
     assert c_target.run(out, "resnet8", q).dtype == np.int8
 
 
-@pytest.mark.parametrize("mcu", ["cortex-m4", "cortex-m7"])
-@pytest.mark.parametrize("case", ["vww", "resnet8"])
-def test_cortex_m_equals_host(case, mcu, tmp_path_factory):
+def all_rules_net(tmp_path_factory):
+    """ALL_RULES (tests/test_quant_ptq.py: every int8 kernel kind, with leftover channels and pixels)
+    quantized by `archdsl quantize`'s code, compiled once."""
+    key = ("c", "all_rules")
+    if key not in _CACHE:
+        from archdsl.quant.network import QuantizedNetwork
+        from archdsl.quant.ptq import quantize
+        from archdsl.weights import init_weights
+
+        from conftest import parse_text
+        from test_quant_ptq import ALL_RULES
+
+        graph = parse_text(ALL_RULES)
+        calib = np.random.default_rng(0).uniform(-1, 1, (16, *graph.input_shape.chw)).astype(np.float32)
+        q, _ = quantize(graph, init_weights(graph, seed=3), calib)
+        net = QuantizedNetwork.build(graph, q)
+        out = tmp_path_factory.mktemp("c_int8_all_rules")
+        c_target.compile(graph, net, out, "all_rules")
+        x = np.random.default_rng(1).integers(-128, 128, (2, *graph.input_shape.chw)).astype(np.int8)
+        _CACHE[key] = (graph, net, out, x)
+    return _CACHE[key]
+
+
+@pytest.mark.parametrize("case", ["vww", "resnet8", "all_rules"])
+def test_cortex_m_equals_host_on_every_tensor(case, tmp_path_factory):
+    """The same C cross-compiled for Cortex-M4 and M7 (the DSP kernels: SMLAD, SXTB16, SMMULR) and
+    for Cortex-M3 (no DSP extension: the portable path) gives the host build's values (the portable
+    path, which test_host_c_equals_tflm ties to TFLM) on every tensor: one traced QEMU run per MCU."""
     if c_target.mcu_unavailable():
         pytest.skip(c_target.mcu_unavailable())
-    graph, net, _, _ = imported(case)
-    out = compiled(case, tmp_path_factory)
-    x = inputs(graph)[[0, 1, -2, -1]]
-    host = c_target.run(out, case, x)
-    b = c_target.build_mcu(out, case, mcu)
-    r = c_target.run_mcu(b, x, graph.output_shape.numel)
-    np.testing.assert_array_equal(r.output, host.reshape(len(x), -1))
-    assert len(r.ticks) == len(x) and all(t > 0 for t in r.ticks)
-    assert b.arena_bytes == plan_memory(graph, elem_bytes=1).arena_bytes  # the int8 arena, nothing else in RAM
-    if case == "vww" and mcu == "cortex-m4":
-        assert b.weights_bytes <= 245_000, b.weights_bytes  # CMSIS-NN driven by hand: 244,052 B
-        assert b.arena_bytes <= 55_296, b.arena_bytes  # the layer-by-layer floor (TFLM: 103,684 B)
+    if case == "all_rules":
+        graph, net, out, x = all_rules_net(tmp_path_factory)
+    else:
+        graph, net, _, _ = imported(case)
+        out = compiled(case, tmp_path_factory)
+        x = inputs(graph)[[0, -1]]  # a random image and the README's pattern
+    host = c_target.run_layers(out, case, x)
+    assert set(host) >= {s.output for s in net.steps if s.kind != "reshape"}  # every kernel's output
+    for mcu in ("cortex-m3", "cortex-m4", "cortex-m7"):
+        b = c_target.build_mcu(out, case, mcu, trace=True)
+        r = c_target.run_mcu(b, x, graph.output_shape.numel, layers=True)
+        assert set(r.layers) == set(host), mcu
+        bad = [(t, int((r.layers[t] != v).sum())) for t, v in host.items() if not np.array_equal(r.layers[t], v)]
+        assert not bad, f"{case} on {mcu}: (tensor, values differing from the host): {bad}"
+        assert len(r.ticks) == len(x) and all(t > 0 for t in r.ticks)
+        assert b.arena_bytes == plan_memory(graph, elem_bytes=1).arena_bytes  # the int8 arena, nothing else in RAM
+        if case == "vww" and mcu == "cortex-m4":
+            assert b.weights_bytes <= 245_000, b.weights_bytes  # CMSIS-NN driven by hand: 244,052 B
+            assert b.arena_bytes <= 55_296, b.arena_bytes  # the layer-by-layer floor (TFLM: 103,684 B)
+            assert b.weights_bytes + b.code_bytes <= 260_000, (b.weights_bytes, b.code_bytes)  # issue 13's flash
 
 
 def test_generated_int8_files(tmp_path_factory):

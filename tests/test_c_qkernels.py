@@ -84,7 +84,7 @@ def check_guard(buf, n):
 
 # ---------------------------------------------------------------- the kernels, called like the generated code
 
-def run_conv(lib, x, w, b, in_zp, q, groups, stride, pads, out_hw, depthwise=False):
+def run_conv(lib, x, w, b, in_zp, q, groups, stride, pads, out_hw, depthwise=False, reference=False):
     """x (C,H,W) int8, w (Cout, C/g, kh, kw) int8, b int32; pads (top, left)."""
     c, h, wd = x.shape
     cout, _, kh, kw = w.shape
@@ -95,8 +95,8 @@ def run_conv(lib, x, w, b, in_zp, q, groups, stride, pads, out_hw, depthwise=Fal
     if depthwise:
         lib.arch_qconv_dw(xp, c, h, wd, in_zp, wp, bp, cout // c, kh, kw, stride[0], stride[1], pads[0], pads[1],
                           op, oh, ow, ctypes.byref(q))
-    elif (kh, kw, *stride, *pads, groups) == (1, 1, 1, 1, 0, 0, 1) and (oh, ow) == (h, wd):
-        lib.arch_qconv1x1(xp, c, h * wd, in_zp, wp, bp, cout, op, ctypes.byref(q))
+    elif (kh, kw, *stride, *pads, groups) == (1, 1, 1, 1, 0, 0, 1) and (oh, ow) == (h, wd) and not reference:
+        return run_gemm(lib, x.reshape(c, h * wd), w.reshape(cout, c), b, in_zp, q).reshape(cout, oh, ow)
     else:
         lib.arch_qconv2d(xp, c, h, wd, in_zp, wp, bp, cout, groups, kh, kw, stride[0], stride[1], pads[0], pads[1],
                          op, oh, ow, ctypes.byref(q))
@@ -116,13 +116,37 @@ def run_pool(lib, x, kind, k, s, pads, out_hw, lo=-128, hi=127):
     return out[:n].reshape(c, *out_hw)
 
 
+def run_gemm(lib, x, w, b, in_zp, q):
+    """arch_qgemm as the generated code calls it: x (K, hw), w (O, K), the constants of
+    lowering_int8.gemm_constants (packed weights, offset folded into the bias, the requantization
+    made to meet the fast path's precondition) from the raw ones; (O, hw) int8."""
+    from archdsl.backends.c_target.lowering_int8 import gemm_constants
+
+    m, s = np.ctypeslib.as_array(q.multiplier, (1,)), np.ctypeslib.as_array(q.shift, (1,))
+    if q.per_channel:
+        m, s = np.ctypeslib.as_array(q.multiplier, (w.shape[0],)), np.ctypeslib.as_array(q.shift, (w.shape[0],))
+    c = gemm_constants(w, b, np.broadcast_to(m, b.shape), np.broadcast_to(s, b.shape), in_zp)
+    assert c is not None, "these weights and biases meet the fast requantization's precondition"
+    packed, r = c
+    q2 = qout(r.multiplier, r.shift, q.zero_point, q.act_min, q.act_max)
+    (xa, xp), (wa, wp), (ba, bp) = i8(x), i8(packed), i32(r.bias)
+    n = w.shape[0] * x.shape[1]
+    out = guarded(n)
+    lib.arch_qgemm(xp, x.shape[0], x.shape[1], wp, bp, w.shape[0], out.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)),
+                   ctypes.byref(q2))
+    check_guard(out, n)
+    return out[:n].reshape(w.shape[0], x.shape[1])
+
+
 def run_fc(lib, x, w, b, in_zp, q):
-    (xa, xp), (wa, wp), (ba, bp) = i8(x.ravel()), i8(w), i32(b)
-    out = guarded(w.shape[0])
-    lib.arch_qfc(xp, w.shape[1], in_zp, wp, bp, w.shape[0], out.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)),
-                 ctypes.byref(q))
-    check_guard(out, w.shape[0])
-    return out[:w.shape[0]]
+    return run_gemm(lib, x.reshape(-1, 1), w, b, in_zp, q).ravel()
+
+
+def run_fc_reference(lib, x, w, b, in_zp, q):
+    """A fully connected layer through the reference convolution (a 1x1 map), as the compiler emits
+    it when the fast path's precondition fails."""
+    return run_conv(lib, x.reshape(-1, 1, 1), w.reshape(*w.shape, 1, 1), b, in_zp, q, 1, (1, 1), (0, 0),
+                    (1, 1), reference=True).ravel()
 
 
 def run_add(lib, a, b, p: QAdd):
@@ -396,10 +420,36 @@ def test_mbqm_ties_and_extreme_shifts(lib):
         for acc in (accs, np.array([-(1 << 31), (1 << 31) - 1, -1, 1, 0, -(1 << 30), 1 << 30])):
             # a fully connected layer with zero weights: its accumulator is the bias
             bias = acc.astype(np.int32)
-            got = run_fc(lib, np.zeros(1, np.int8), np.zeros((bias.size, 1), np.int8), bias, 0,
-                         qout(mult, shift, 0, -128, 127))
+            got = run_fc_reference(lib, np.zeros(1, np.int8), np.zeros((bias.size, 1), np.int8), bias, 0,
+                                   qout(mult, shift, 0, -128, 127))
             v = multiply_by_quantized_multiplier(bias.astype(np.int64), mult, shift)
             np.testing.assert_array_equal(got, np.clip(v, -128, 127).astype(np.int8), err_msg=f"{mult} {shift}")
+            # the fast kernel: the zero weights make every channel constant (folded at compile time)
+            got = run_fc(lib, np.zeros(1, np.int8), np.zeros((bias.size, 1), np.int8), bias, 0,
+                         qout(mult, shift, 0, -128, 127))
+            np.testing.assert_array_equal(got, np.clip(v, -128, 127).astype(np.int8), err_msg=f"{mult} {shift}")
+
+
+def test_fast_requantization_ties_and_shifts(lib):
+    """arch_q_out_fast (SMMULR form) through arch_qgemm, against the reference MBQM, on accumulators
+    up to its precondition's bound: exact ties, both signs, shifts from -30 to +4, and shift -31
+    (which the compiler proves to give 0)."""
+    rng = np.random.default_rng(4)
+    hw = 1001  # leftover pixels of the 4-pixel blocks
+    x = rng.integers(-128, 128, (1, hw)).astype(np.int8)
+    x[0, :8] = [-128, 127, 0, 1, -1, 64, -64, 2]
+    for mult, shift in [(1 << 30, -1), (1 << 30, -8), (1431655765, -3), (2147483647, -30), (2147483647, -31),
+                        (1073741824, 0), (1879048192, 4), (1300000000, -20), (1 << 30, -2)]:
+        left = max(shift, 0)
+        limit = (1 << 29 >> left) - 128 * 127
+        for bias in (rng.integers(-limit, limit, 3), np.array([limit - 1, -limit + 1, 0]),
+                     np.array([-384, 384, 3 << 6])):  # ties at shifts 1, 2, 7 with x = -128..127 * 127
+            w = np.full((bias.size, 1), 127, np.int8)
+            got = run_gemm(lib, x, w, bias.astype(np.int32), 0, qout(np.full(bias.size, mult), np.full(bias.size, shift),
+                                                                      0, -128, 127))
+            acc = bias[:, None].astype(np.int64) + 127 * x.astype(np.int64)
+            v = np.clip(multiply_by_quantized_multiplier(acc, mult, shift), -128, 127)
+            np.testing.assert_array_equal(got, v.astype(np.int8), err_msg=f"{mult} {shift}")
 
 
 @pytest.mark.parametrize("kind", ["avg", "max"])

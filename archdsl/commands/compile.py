@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
                                            help="Base name of the generated files (default: the network's name)."),
         prefix: Optional[str] = typer.Option(None, "--prefix", metavar="NAME",
                                              help="C target only: prefix of the public symbols (default: NAME)."),
-        mcu: Optional[str] = typer.Option(None, "--mcu", metavar="cortex-m4|cortex-m7",
+        mcu: Optional[str] = typer.Option(None, "--mcu", metavar="cortex-m3|cortex-m4|cortex-m7",
                                           help="C target only: also cross-compile for this Cortex-M, run it once "
                                                "under QEMU, and report flash (weights + code) and RAM (arena + "
                                                "stack)."),

@@ -1,5 +1,5 @@
 """`archdsl run`: compile a spec for a target into a temporary folder, run it on an input, print
-(or save) the output. With `--target c --mcu cortex-m4|cortex-m7` the C code is cross-compiled and
+(or save) the output. With `--target c --mcu cortex-m3|cortex-m4|cortex-m7` the C code is cross-compiled and
 run under qemu-system-arm, and the flash/RAM table and the instruction count are printed too.
 """
 from __future__ import annotations
@@ -77,13 +77,13 @@ def register(app: typer.Typer) -> None:
                                                help="Weights (.npz, a PyTorch state_dict .pt, or .onnx). "
                                                     "Default: the seeded init of `archdsl compile`."),
         seed: int = typer.Option(0, "--seed", help="Seed of the default weights and of the default input."),
-        mcu: Optional[str] = typer.Option(None, "--mcu", metavar="cortex-m4|cortex-m7",
+        mcu: Optional[str] = typer.Option(None, "--mcu", metavar="cortex-m3|cortex-m4|cortex-m7",
                                           help="C target only: cross-compile with arm-none-eabi-gcc and run under "
-                                               "qemu-system-arm (mps2-an386 / mps2-an500); prints flash and RAM "
+                                               "qemu-system-arm (mps2-an385 / -an386 / -an500); prints flash and RAM "
                                                "and the instructions per inference."),
         profile: bool = typer.Option(False, "--profile",
                                      help="With --mcu: also a per-layer table of executed instructions (counted "
-                                          "by a QEMU plugin) and estimated cycles (Cortex-M4/M7 cycle table)."),
+                                          "by a QEMU plugin) and estimated cycles (Cortex-M4/M7 cycle table; not for M3)."),
     ):
         """Compile a spec, run it on an input and print the output.
 

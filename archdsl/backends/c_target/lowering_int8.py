@@ -55,10 +55,13 @@ class QEmitter(Emitter):
         self.structs.append(ConstStruct(type_, name, init, what))
         return "&" + name
 
-    def qout(self, q) -> str:
-        """The step's output requantization: one (multiplier, shift) entry when all channels share it."""
-        m = np.asarray(q.arrays["multiplier"], np.int32)
-        s = np.asarray(q.arrays["shift"], np.int32)
+    def qout(self, q, requant: "Requant | None" = None) -> str:
+        """The step's output requantization (`requant`: a fast kernel's, else the step's own): one
+        (multiplier, shift) entry when all channels share it."""
+        if requant is None:
+            requant = Requant(np.asarray(q.arrays["bias"]), np.asarray(q.arrays["multiplier"], np.int32),
+                              np.asarray(q.arrays["shift"], np.int32))
+        m, s = requant.multiplier, requant.shift
         per_channel = not (np.all(m == m[0]) and np.all(s == s[0]))
         if not per_channel:
             m, s = m[:1], s[:1]
@@ -72,6 +75,69 @@ class QEmitter(Emitter):
         return self.struct(node, "q", "arch_qout", init, what)
 
 
+# ---------------------------------------------------------------- constants prepared for the fast kernels
+
+@dataclass(frozen=True)
+class Requant:
+    """A layer's int32 bias and per-channel (multiplier, shift), as a kernel reads them."""
+
+    bias: np.ndarray
+    multiplier: np.ndarray
+    shift: np.ndarray
+
+
+FAST_ACC_LIMIT = 1 << 29  # arch_q_out_fast (archdsl_qrt.h): |acc * 2^left| below this, right shift <= 30
+
+
+def fast_requant(weight: np.ndarray, bias: np.ndarray, multiplier: np.ndarray, shift: np.ndarray,
+                 x_max: int) -> Requant | None:
+    """The requantization of a layer whose kernel adds bias[o] + sum w[o] x with |x| <= x_max, made to
+    meet arch_q_out_fast's precondition without changing one output value; None if it cannot be.
+
+    A channel whose weights are all zero (the converter's dead channels, whose bias can be near
+    2^30) has the constant output MBQM(bias): that value (saturated to +-256) becomes its bias,
+    with the identity multiplier. A channel whose right shift exceeds 30 is provably 0 for every accumulator
+    the bound allows: it gets the multiplier 0. Every other channel must satisfy the bound."""
+    from ...quant.arithmetic import multiply_by_quantized_multiplier
+
+    w = np.asarray(weight, np.int64).reshape(len(bias), -1)
+    b = np.asarray(bias, np.int64).copy()
+    m = np.asarray(multiplier, np.int64).copy()
+    s = np.asarray(shift, np.int64).copy()
+    dead = ~w.any(axis=1)
+    if dead.any():
+        # beyond +-256 every zero point and clamp saturate alike
+        b[dead] = np.clip(multiply_by_quantized_multiplier(b[dead], m[dead], s[dead]), -256, 256)
+        m[dead], s[dead] = UNIT
+    bound = (np.abs(b) + x_max * np.abs(w).sum(axis=1)) << np.maximum(s, 0)
+    zero = (m == 0) | ((-s > 30) & (bound * m < ((1 << 30) - 1) << 31))  # |SRDHM| < 2^30: rounds to 0
+    m[zero], s[zero] = 0, 0
+    if np.any(bound >= FAST_ACC_LIMIT) or np.any(-s > 30):
+        return None
+    return Requant(b.astype(np.int32), m.astype(np.int32), s.astype(np.int32))
+
+
+def pack_gemm(weight: np.ndarray) -> np.ndarray:
+    """(O, K) int8 weights in arch_qgemm's order (rt_qgemm.c): rows padded with zeros to a multiple
+    of 4, the rows of channels 2j and 2j + 1 interleaved 4 bytes at a time, an odd last row plain."""
+    o, k = weight.shape
+    k4 = -(-k // 4) * 4
+    w = np.zeros((o, k4), np.int8)
+    w[:, :k] = weight
+    pairs = o // 2
+    body = w[:2 * pairs].reshape(pairs, 2, k4 // 4, 4).transpose(0, 2, 1, 3)
+    return np.concatenate([body.ravel(), w[2 * pairs:].ravel()])
+
+
+def gemm_constants(weight: np.ndarray, bias: np.ndarray, multiplier, shift, in_zp: int):
+    """(packed weights, Requant) of arch_qgemm for (O, K) weights read by x - in_zp, or None when the
+    layer must keep the reference kernel: the input offset folded into the bias."""
+    w = np.asarray(weight, np.int64).reshape(len(bias), -1)
+    folded = np.asarray(bias, np.int64) - in_zp * w.sum(axis=1)
+    r = fast_requant(w, folded, multiplier, shift, 128)
+    return None if r is None else (pack_gemm(np.asarray(weight, np.int8).reshape(len(bias), -1)), r)
+
+
 # ---------------------------------------------------------------- lowerings: one per int8 kernel kind
 
 def _qconv(e: QEmitter, q) -> list[str]:
@@ -79,15 +145,15 @@ def _qconv(e: QEmitter, q) -> list[str]:
     x, y = n.in_shapes[0], q.out_shape
     (kh, kw), (sh, sw), (pt, pl, _, _) = a["kernel"], a["stride"], a["pads"]
     groups = a.get("groups", 1)
-    w = e.array(n, "w", np.asarray(q.arrays["weight"], np.int8), f"{n.name}: int8 weights "
-                f"{'x'.join(map(str, q.arrays['weight'].shape))}" + (f", {q.step.bn.name} folded" if q.step.bn else ""))
-    b = e.array(n, "b", np.asarray(q.arrays["bias"], np.int32), f"{n.name}: int32 bias")
-    qo = e.qout(q)
     zp = a["in_zero_point"]
     src, dst = e.t(q.inputs[0]), e.t(q.output)
     if (kh, kw) == (1, 1) and (sh, sw) == (1, 1) and pt == pl == 0 and groups == 1 and (y.h, y.w) == (x.h, x.w):
-        e.use("rt_qgemm.c")
-        return [_call("arch_qconv1x1", src, x.c, x.h * x.w, zp, w, b, y.c, dst, qo)]
+        fast = _qgemm(e, q, x.c, x.h * x.w, src, dst)
+        if fast:
+            return fast
+    w = e.array(n, "w", np.asarray(q.arrays["weight"], np.int8), _weights_what(q))
+    b = e.array(n, "b", np.asarray(q.arrays["bias"], np.int32), f"{n.name}: int32 bias")
+    qo = e.qout(q)
     if groups == x.c and groups > 1:
         e.use("rt_qdwconv.c")
         return [_call("arch_qconv_dw", src, x.c, x.h, x.w, zp, w, b, y.c // x.c, kh, kw, sh, sw, pt, pl,
@@ -97,15 +163,40 @@ def _qconv(e: QEmitter, q) -> list[str]:
                   dst, y.h, y.w, qo)]
 
 
+def _weights_what(q, packed: str = "") -> str:
+    n = q.main
+    return (f"{n.name}: int8 weights {'x'.join(map(str, q.arrays['weight'].shape))}{packed}"
+            + (f", {q.step.bn.name} folded" if q.step.bn else ""))
+
+
+def _qgemm(e: QEmitter, q, k: int, hw: int, src: str, dst: str) -> list[str]:
+    """A 1x1 convolution or a fully connected layer as arch_qgemm, or [] when its requantization
+    cannot take the fast path (then the caller emits the reference kernel)."""
+    n = q.main
+    c = gemm_constants(q.arrays["weight"], q.arrays["bias"], q.arrays["multiplier"], q.arrays["shift"],
+                       q.attrs["in_zero_point"])
+    if c is None:
+        return []
+    packed, r = c
+    w = e.array(n, "w", packed, _weights_what(q, ", packed for arch_qgemm"))
+    b = e.array(n, "b", r.bias, f"{n.name}: int32 bias, input offset folded in")
+    qo = e.qout(q, r)
+    e.use("rt_qgemm.c")
+    return [_call("arch_qgemm", src, k, hw, w, b, q.out_shape.c, dst, qo)]
+
+
 def _qfc(e: QEmitter, q) -> list[str]:
     n, a = q.main, q.attrs
-    w = e.array(n, "w", np.asarray(q.arrays["weight"], np.int8),
-                f"{n.name}: int8 weights {'x'.join(map(str, q.arrays['weight'].shape))}")
+    fast = _qgemm(e, q, n.in_shapes[0].numel, 1, e.t(q.inputs[0]), e.t(q.output))
+    if fast:
+        return fast
+    # the reference: the convolution's arithmetic is the FC's (TFLM requantizes both in fixed point)
+    w = e.array(n, "w", np.asarray(q.arrays["weight"], np.int8), _weights_what(q))
     b = e.array(n, "b", np.asarray(q.arrays["bias"], np.int32), f"{n.name}: int32 bias")
     qo = e.qout(q)
-    e.use("rt_qgemm.c")
-    return [_call("arch_qfc", e.t(q.inputs[0]), n.in_shapes[0].numel, a["in_zero_point"], w, b, q.out_shape.c,
-                  e.t(q.output), qo)]
+    e.use("rt_qconv.c")
+    return [_call("arch_qconv2d", e.t(q.inputs[0]), n.in_shapes[0].numel, 1, 1, a["in_zero_point"], w, b,
+                  q.out_shape.c, 1, 1, 1, 1, 1, 0, 0, e.t(q.output), 1, 1, qo)]
 
 
 def _qadd(e: QEmitter, q) -> list[str]:

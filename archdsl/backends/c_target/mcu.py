@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ArchError
-from .build import (_cache_root, _compile_object, _run_tool, as_program_input, model_sources, read_dtype,
-                    read_input_quantization)
+from .build import (_cache_root, _compile_object, _read_trace, _run_tool, as_program_input, model_sources,
+                    read_dtype, read_input_quantization)
 from .toolchain import (ARM_CC, ARM_SIZE, INSNS_PER_TICK, MCU_LDFLAGS, MCU_LIBS, MCU_OPT, MCUS, QEMU, WARN_FLAGS,
                         Mcu, mcu_unavailable)
 
@@ -91,6 +91,7 @@ class McuRun:
     stack_bytes: int
     log: str
     step_ticks: dict[str, int] = field(default_factory=dict)  # per step, with build_mcu(trace=True)
+    layers: dict[str, np.ndarray] = field(default_factory=dict)  # every step's output, run_mcu(layers=True)
 
     @property
     def instructions(self) -> list[int]:
@@ -98,11 +99,14 @@ class McuRun:
 
 
 def run_mcu(b: McuBuild, x: np.ndarray, out_size: int, timeout: float = 300,
-            plugin: list[str] | None = None) -> McuRun:
+            plugin: list[str] | None = None, layers: bool = False) -> McuRun:
     """Run the ELF under qemu-system-arm (semihosting, -icount shift=0) on a batch of inputs; `plugin`:
-    extra QEMU arguments run in QEMU's working folder (the profile's `-plugin`, see profile.py)."""
+    extra QEMU arguments run in QEMU's working folder (the profile's `-plugin`, see profile.py);
+    `layers` (an ELF of build_mcu(trace=True)): also every step's output, as build.run_layers."""
     with tempfile.TemporaryDirectory(prefix="archdsl-qemu-") as tmp:
         np.ascontiguousarray(as_program_input(x, b.dtype, b.input_q)).tofile(Path(tmp) / "input.bin")
+        if layers:
+            (Path(tmp) / "trace.req").write_bytes(b"")
         cmd = [QEMU, "-M", b.mcu.machine, "-display", "none", "-monitor", "none", "-serial", "none",
                "-icount", "shift=0", "-chardev", "file,id=sh0,path=console.txt",
                "-semihosting-config", "enable=on,target=native,chardev=sh0", "-kernel", str(b.elf), *(plugin or [])]
@@ -118,6 +122,10 @@ def run_mcu(b: McuBuild, x: np.ndarray, out_size: int, timeout: float = 300,
                             (log + proc.stderr).strip()[-2000:] or None)
         out_path = Path(tmp) / "output.bin"
         out = np.fromfile(out_path, dtype=b.dtype) if out_path.exists() else np.zeros(0, b.dtype)
+        trace_path = Path(tmp) / "trace.bin"
+        traced = _read_trace(trace_path.read_bytes(), b.dtype) if layers and trace_path.exists() else {}
+        if layers and not traced:
+            raise ArchError("the MCU run wrote no trace", None, "build it with build_mcu(..., trace=True)")
     n = x.shape[0]
     if out.size != n * out_size:
         raise ArchError(f"the MCU run wrote {out.size} values, expected {n * out_size}", None, log[-2000:] or None)
@@ -126,7 +134,7 @@ def run_mcu(b: McuBuild, x: np.ndarray, out_size: int, timeout: float = 300,
     steps: dict[str, int] = {}
     for name, t in re.findall(r"^step (\S+) ticks=(\d+)", log, re.M):
         steps.setdefault(name, int(t))  # the first image's
-    return McuRun(out.reshape(n, out_size), ticks, int(stack.group(1)) if stack else -1, log, steps)
+    return McuRun(out.reshape(n, out_size), ticks, int(stack.group(1)) if stack else -1, log, steps, traced)
 
 
 def size_table(b: McuBuild, arena_bytes: int, stack_bytes: int | None = None) -> list[tuple[str, str, str]]:

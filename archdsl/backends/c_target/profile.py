@@ -261,6 +261,9 @@ def layer_profile(graph, outdir: Path, name: str, mcu: str, x: np.ndarray,
     from ...analysis import analyze
     from .mcu import build_mcu
 
+    if mcu not in MCU_COLUMN:
+        raise ArchError(f"the profile has no cycle table for {mcu}", None,
+                        f"profile one of {', '.join(MCU_COLUMN)}; run without --profile for the instruction count")
     b = build_mcu(outdir, name, mcu, opt=opt, trace=True)
     windows = count_windows(b, x[:1], graph.output_shape.numel, name, trace=True)[0]
     steps = analyze(graph).steps  # the C target makes one call, and one TRACE, per step in this order

@@ -25,6 +25,9 @@ class Mcu:
 
 
 MCUS = {
+    # no FPU and no DSP extension: float in software, the int8 kernels' portable C path
+    "cortex-m3": Mcu("cortex-m3", ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"), "mps2-an385",
+                     "Arm MPS2 AN385 (Cortex-M3)"),
     "cortex-m4": Mcu("cortex-m4", ("-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
                      "mps2-an386", "Arm MPS2 AN386 (Cortex-M4F)"),
     "cortex-m7": Mcu("cortex-m7", ("-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard"),

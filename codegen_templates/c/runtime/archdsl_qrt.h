@@ -63,6 +63,61 @@ static inline int8_t arch_q_out(int32_t acc, int32_t multiplier, int32_t shift, 
     return (int8_t)v;
 }
 
+/* ---------------------------------------------------------------- the fast paths' helpers
+ *
+ * The packed kernels (rt_qgemm.c, rt_qdwconv.c) requantize with arch_q_out_fast, which is
+ * MultiplyByQuantizedMultiplier exactly under a precondition the compiler proves per layer from the
+ * weights and biases (c_target/lowering_int8.py, `fast_requant`): |acc * 2^left| < 2^29 and
+ * right <= 30. Then SRDHM(a, m) = round(a * m / 2^31) = (2a * m + 2^31) >> 32, one SMMULR, and the
+ * rounding of the right shift half away from zero is (2t + 2^right - [t < 0]) >> (right + 1).
+ *
+ * On a core with the DSP extension (Cortex-M4, M7, M33, M55: __ARM_FEATURE_DSP and
+ * __ARM_FEATURE_SIMD32) the inner loops use the SIMD instructions of <arm_acle.h>: SXTB16 widens
+ * the bytes 0 and 2 of a word to two int16, SMLAD adds two 16 x 16 products. Elsewhere (M0, M3, a
+ * host) the same kernels run plain C loops over the same packed weights; both give the same values. */
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && !defined(ARCHDSL_PORTABLE)
+#include <arm_acle.h>
+#define ARCH_Q_DSP 1
+
+/* SXTB16 of the word rotated by 8: bytes 1 and 3 (GCC does not fold the rotate into the SXTB16). */
+static inline int32_t arch_q_sxtb16_ror8(int32_t v)
+{
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+#endif
+
+/* (a * b + 2^31) >> 32: SMMULR on the DSP extension. */
+static inline int32_t arch_q_smmulr(int32_t a, int32_t b)
+{
+#if defined(ARCH_Q_DSP)
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 31)) >> 32);
+#endif
+}
+
+/* The requantization of one output channel, decoded once (arch_q_channel): the multiplier, 1 + the
+ * left shift (the 1 doubles the product for SMMULR), the right shift. */
+struct arch_qch {
+    int32_t multiplier, left, right;
+};
+
+/* arch_q_out under the precondition above: the same value. */
+static inline int8_t arch_q_out_fast(int32_t acc, struct arch_qch c, int32_t out_zp, int32_t act_min,
+                                     int32_t act_max)
+{
+    const int32_t t = arch_q_smmulr((int32_t)((uint32_t)acc << c.left), c.multiplier);
+    int32_t v = (t * 2 + ((int32_t)1 << c.right) + (t >> 31)) >> (c.right + 1);
+    v += out_zp;
+    v = v < act_min ? act_min : v;
+    v = v > act_max ? act_max : v;
+    return (int8_t)v;
+}
+
 /* The valid [lo, hi) range of a window's taps for output index o (start o * s - pad) on an axis of n. */
 static inline void arch_q_taps(int o, int s, int pad, int k, int n, int *lo, int *hi)
 {
@@ -83,6 +138,16 @@ struct arch_qout {
     int32_t act_max;
 };
 
+static inline struct arch_qch arch_q_channel(const struct arch_qout *q, int o)
+{
+    struct arch_qch c;
+    const int32_t shift = q->shift[o * q->per_channel];
+    c.multiplier = q->multiplier[o * q->per_channel];
+    c.left = 1 + (shift > 0 ? shift : 0);
+    c.right = shift > 0 ? 0 : -shift;
+    return c;
+}
+
 /* ---------------------------------------------------------------- kernels (rt_q*.c) */
 
 /* rt_qconv.c: standard or grouped convolution, any kernel, stride and padding (as arch_conv2d).
@@ -92,21 +157,17 @@ void arch_qconv2d(const int8_t *restrict in, int cin, int h, int w, int32_t in_z
                   int cout, int groups, int kh, int kw, int sh, int sw, int pad_top, int pad_left,
                   int8_t *restrict out, int oh, int ow, const struct arch_qout *q);
 
-/* rt_qgemm.c: 1x1 convolution, stride 1, no padding, groups 1. */
-void arch_qconv1x1(const int8_t *restrict in, int cin, int hw, int32_t in_zp,
-                   const int8_t *restrict weight, const int32_t *restrict bias, int cout,
-                   int8_t *restrict out, const struct arch_qout *q);
+/* rt_qgemm.c: a 1x1 convolution (stride 1, no padding, groups 1) over hw pixels, or a fully
+ * connected layer (hw 1), with the weights packed and the input offset folded into the bias by the
+ * compiler (lowering_int8.gemm_constants); q meets arch_q_out_fast's precondition. */
+void arch_qgemm(const int8_t *restrict in, int cin, int hw, const int8_t *restrict weight,
+                const int32_t *restrict bias, int cout, int8_t *restrict out, const struct arch_qout *q);
 
 /* rt_qdwconv.c: depthwise convolution with channel multiplier m (as arch_conv_dw). */
 void arch_qconv_dw(const int8_t *restrict in, int c, int h, int w, int32_t in_zp,
                    const int8_t *restrict weight, const int32_t *restrict bias, int m,
                    int kh, int kw, int sh, int sw, int pad_top, int pad_left,
                    int8_t *restrict out, int oh, int ow, const struct arch_qout *q);
-
-/* rt_qgemm.c: fully connected, requantized in fixed point as TFLite Micro does. */
-void arch_qfc(const int8_t *restrict in, int n_in, int32_t in_zp,
-              const int8_t *restrict weight, const int32_t *restrict bias, int n_out,
-              int8_t *restrict out, const struct arch_qout *q);
 
 /* rt_qpool.c: pooling over the valid taps of each window. The output has the input's (scale,
  * zero point); act_min/act_max are the fused activation's clamp. The average rounds half away

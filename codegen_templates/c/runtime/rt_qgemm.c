@@ -1,56 +1,239 @@
-/* int8 matrix products: the 1x1 convolution and the fully connected layer.
- * The input offset is factored out of the inner loop, as CMSIS-NN does:
- * sum_i w[i] * (x[i] - in_zp) = sum_i w[i] * x[i] - in_zp * sum_i w[i], exact in int32. */
+/* int8 matrix products with packed weights: the 1x1 convolution (hw pixels) and the fully connected
+ * layer (hw 1), out[o][p] = requant(bias[o] + sum_i w[o][i] * x[i][p]).
+ *
+ * The compiler prepares the constants (c_target/lowering_int8.py, `pack_gemm`):
+ * - the input offset is folded into the bias: sum_i w (x - in_zp) = sum_i w x - in_zp sum_i w;
+ * - each weight row is padded with zeros to k4 = cin rounded up to 4, and the rows of output
+ *   channels 2j and 2j + 1 are interleaved 4 bytes at a time (w[2j][0..3], w[2j+1][0..3],
+ *   w[2j][4..7], ...), so one pointer walks both rows of a 2-channel tile; an odd last channel
+ *   keeps its plain row;
+ * - the requantization meets arch_q_out_fast's precondition (archdsl_qrt.h).
+ *
+ * DSP path: the input is NCHW, so the inner loop's pairs (two input channels of one pixel) are not
+ * adjacent in memory. A block of 4 pixels is first widened and transposed into `xs`, as int16 pairs
+ * (x[i], x[i+2]) and (x[i+1], x[i+3]) for each group of 4 channels: the lanes SXTB16 gives of the
+ * weight word w[i..i+3] and of its rotation. Then a 2 channel x 2 pixel tile does 16 mult-adds per
+ * group of 4 channels in 8 SMLAD, 4 SXTB16 and 4 loads. */
+#include <string.h>
+
 #include "archdsl_qrt.h"
+
+/* The first of the packed weights of output channel o, and the step between its groups of 4. */
+static const int8_t *qg_row(const int8_t *weight, int k4, int cout, int o, int *step)
+{
+    const int paired = (o | 1) < cout;
+    *step = paired ? 8 : 4;
+    return weight + (o & ~1) * k4 + (paired ? (o & 1) * 4 : 0);
+}
+
+#if defined(ARCH_Q_DSP)
+
+static int32_t qg_load(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* (a.lo, b.lo) and (a.hi, b.hi): PKHBT and PKHTB. */
+static int32_t qg_pack_lo(int32_t a, int32_t b)
+{
+    return (int32_t)(((uint32_t)a & 0xFFFFu) | ((uint32_t)b << 16));
+}
+
+static int32_t qg_pack_hi(int32_t a, int32_t b)
+{
+    return (int32_t)(((uint32_t)a >> 16) | ((uint32_t)b & 0xFFFF0000u));
+}
+
+/* Channels 4g..4g+3 of pixels p..p+3 as the 8 int16 pairs of xs01 (pixels 0, 1) and xs23 (2, 3). */
+static void qg_widen(const int32_t v[4], int32_t *restrict xs01, int32_t *restrict xs23)
+{
+    const int32_t s0 = __sxtb16(v[0]), s1 = __sxtb16(v[1]), s2 = __sxtb16(v[2]), s3 = __sxtb16(v[3]);
+    const int32_t r0 = arch_q_sxtb16_ror8(v[0]), r1 = arch_q_sxtb16_ror8(v[1]);
+    const int32_t r2 = arch_q_sxtb16_ror8(v[2]), r3 = arch_q_sxtb16_ror8(v[3]);
+    xs01[0] = qg_pack_lo(s0, s2);
+    xs01[1] = qg_pack_lo(s1, s3);
+    xs01[2] = qg_pack_lo(r0, r2);
+    xs01[3] = qg_pack_lo(r1, r3);
+    xs23[0] = qg_pack_hi(s0, s2);
+    xs23[1] = qg_pack_hi(s1, s3);
+    xs23[2] = qg_pack_hi(r0, r2);
+    xs23[3] = qg_pack_hi(r1, r3);
+}
+
+/* The block of np <= 4 pixels at p into xs (groups x 4 words for pixels 0-1, then for 2-3);
+ * channels past cin and pixels past np are zero. */
+static void qg_fill(int32_t *restrict xs, const int8_t *restrict in, int cin, int hw, int p, int np, int groups)
+{
+    int g, k, j;
+    for (g = 0; g < groups; g++) {
+        int32_t v[4];
+        for (k = 0; k < 4; k++) {
+            const int ch = 4 * g + k;
+            if (ch < cin && np == 4) {
+                v[k] = qg_load(in + ch * hw + p);
+            } else {
+                uint32_t u = 0;
+                for (j = 0; ch < cin && j < np; j++) u |= (uint32_t)(uint8_t)in[ch * hw + p + j] << (8 * j);
+                v[k] = (int32_t)u;
+            }
+        }
+        qg_widen(v, xs + 4 * g, xs + 4 * (groups + g));
+    }
+}
+
+/* acc[2 channels][2 pixels] += the packed rows (step 8) times 2 pixels of xs. */
+static void qg_tile2(const int32_t *restrict x, const int8_t *restrict w, int groups, int32_t acc[4])
+{
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    int g;
+    for (g = 0; g < groups; g++) {
+        const int32_t w0 = qg_load(w), w1 = qg_load(w + 4);
+        const int32_t x0a = x[0], x0b = x[1], x1a = x[2], x1b = x[3];
+        const int32_t w0a = __sxtb16(w0), w0b = arch_q_sxtb16_ror8(w0);
+        const int32_t w1a = __sxtb16(w1), w1b = arch_q_sxtb16_ror8(w1);
+        a00 = __smlad(w0a, x0a, a00);
+        a00 = __smlad(w0b, x0b, a00);
+        a01 = __smlad(w0a, x1a, a01);
+        a01 = __smlad(w0b, x1b, a01);
+        a10 = __smlad(w1a, x0a, a10);
+        a10 = __smlad(w1b, x0b, a10);
+        a11 = __smlad(w1a, x1a, a11);
+        a11 = __smlad(w1b, x1b, a11);
+        w += 8;
+        x += 4;
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+}
+
+/* acc[1 channel][2 pixels] += one plain row (step 4) times 2 pixels of xs. */
+static void qg_tile1(const int32_t *restrict x, const int8_t *restrict w, int groups, int32_t acc[2])
+{
+    int32_t a0 = acc[0], a1 = acc[1];
+    int g;
+    for (g = 0; g < groups; g++) {
+        const int32_t w0 = qg_load(w);
+        const int32_t wa = __sxtb16(w0), wb = arch_q_sxtb16_ror8(w0);
+        a0 = __smlad(wa, x[0], a0);
+        a0 = __smlad(wb, x[1], a0);
+        a1 = __smlad(wa, x[2], a1);
+        a1 = __smlad(wb, x[3], a1);
+        w += 4;
+        x += 4;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+
+/* hw 1 (fully connected): the input is one contiguous vector, widened as the weights are. */
+static void qg_vector(const int8_t *restrict in, int cin, const int8_t *restrict weight,
+                      const int32_t *restrict bias, int cout, int8_t *restrict out, const struct arch_qout *q)
+{
+    const int k4 = (cin + 3) & ~3, groups = k4 / 4;
+    int o, g, j;
+    for (o = 0; o < cout; o += 2) {
+        const int two = o + 1 < cout;
+        int step;
+        const int8_t *w = qg_row(weight, k4, cout, o, &step);
+        int32_t a0 = bias[o], a1 = two ? bias[o + 1] : 0;
+        for (g = 0; g < groups; g++) {
+            int32_t v, xa, xb, w0;
+            if (4 * g + 4 <= cin) {
+                v = qg_load(in + 4 * g);
+            } else {
+                uint32_t u = 0;
+                for (j = 0; 4 * g + j < cin; j++) u |= (uint32_t)(uint8_t)in[4 * g + j] << (8 * j);
+                v = (int32_t)u;
+            }
+            xa = __sxtb16(v);
+            xb = arch_q_sxtb16_ror8(v);
+            w0 = qg_load(w);
+            a0 = __smlad(__sxtb16(w0), xa, a0);
+            a0 = __smlad(arch_q_sxtb16_ror8(w0), xb, a0);
+            if (two) {
+                const int32_t w1 = qg_load(w + 4);
+                a1 = __smlad(__sxtb16(w1), xa, a1);
+                a1 = __smlad(arch_q_sxtb16_ror8(w1), xb, a1);
+            }
+            w += step;
+        }
+        out[o] = arch_q_out_fast(a0, arch_q_channel(q, o), q->zero_point, q->act_min, q->act_max);
+        if (two) out[o + 1] = arch_q_out_fast(a1, arch_q_channel(q, o + 1), q->zero_point, q->act_min, q->act_max);
+    }
+}
+
+void arch_qgemm(const int8_t *restrict in, int cin, int hw, const int8_t *restrict weight,
+                const int32_t *restrict bias, int cout, int8_t *restrict out, const struct arch_qout *q)
+{
+    const int k4 = (cin + 3) & ~3, groups = k4 / 4;
+    int32_t xs[2 * 4 * (k4 / 4)]; /* 8 words per group of 4 channels: 8 * k4 bytes of stack */
+    int p, o, j, half;
+    if (hw == 1) {
+        qg_vector(in, cin, weight, bias, cout, out, q);
+        return;
+    }
+    for (p = 0; p < hw; p += 4) {
+        const int np = hw - p < 4 ? hw - p : 4;
+        qg_fill(xs, in, cin, hw, p, np, groups);
+        for (o = 0; o < cout; o += 2) {
+            int step;
+            const int8_t *w = qg_row(weight, k4, cout, o, &step);
+            const int two = o + 1 < cout;
+            const struct arch_qch c0 = arch_q_channel(q, o), c1 = arch_q_channel(q, two ? o + 1 : o);
+            int8_t *y0 = out + o * hw + p, *y1 = y0 + hw;
+            for (half = 0; half < 2 && 2 * half < np; half++) {
+                const int32_t *x = xs + half * 4 * groups;
+                int32_t acc[4];
+                acc[0] = acc[1] = bias[o];
+                acc[2] = acc[3] = two ? bias[o + 1] : 0;
+                if (two) {
+                    qg_tile2(x, w, groups, acc);
+                } else {
+                    qg_tile1(x, w, groups, acc);
+                }
+                for (j = 0; j < 2 && 2 * half + j < np; j++) {
+                    y0[2 * half + j] = arch_q_out_fast(acc[j], c0, q->zero_point, q->act_min, q->act_max);
+                    if (two) y1[2 * half + j] = arch_q_out_fast(acc[2 + j], c1, q->zero_point, q->act_min, q->act_max);
+                }
+            }
+        }
+    }
+}
+
+#else /* portable: the same packed weights, plain C */
 
 #define QGEMM_NR 4 /* pixels per register block */
 
-static int32_t q_row_sum(const int8_t *restrict row, int n)
+void arch_qgemm(const int8_t *restrict in, int cin, int hw, const int8_t *restrict weight,
+                const int32_t *restrict bias, int cout, int8_t *restrict out, const struct arch_qout *q)
 {
-    int32_t s = 0;
-    int i;
-    for (i = 0; i < n; i++) s += row[i];
-    return s;
-}
-
-void arch_qconv1x1(const int8_t *restrict in, int cin, int hw, int32_t in_zp,
-                   const int8_t *restrict weight, const int32_t *restrict bias, int cout,
-                   int8_t *restrict out, const struct arch_qout *q)
-{
+    const int k4 = (cin + 3) & ~3;
     int o, p, i, l;
     for (o = 0; o < cout; o++) {
-        const int8_t *restrict wo = weight + o * cin;
-        const int32_t base = bias[o] - in_zp * q_row_sum(wo, cin);
-        const int32_t m = q->multiplier[o * q->per_channel], s = q->shift[o * q->per_channel];
+        int step;
+        const int8_t *restrict wo = qg_row(weight, k4, cout, o, &step);
+        const struct arch_qch c = arch_q_channel(q, o);
         int8_t *restrict y = out + o * hw;
         for (p = 0; p + QGEMM_NR <= hw; p += QGEMM_NR) {
             int32_t acc[QGEMM_NR];
-            for (l = 0; l < QGEMM_NR; l++) acc[l] = base;
+            for (l = 0; l < QGEMM_NR; l++) acc[l] = bias[o];
             for (i = 0; i < cin; i++) {
-                const int32_t wi = wo[i];
+                const int32_t wi = wo[(i >> 2) * step + (i & 3)];
                 const int8_t *restrict x = in + i * hw + p;
                 for (l = 0; l < QGEMM_NR; l++) acc[l] += wi * x[l];
             }
-            for (l = 0; l < QGEMM_NR; l++) y[p + l] = arch_q_out(acc[l], m, s, q->zero_point, q->act_min, q->act_max);
+            for (l = 0; l < QGEMM_NR; l++) y[p + l] = arch_q_out_fast(acc[l], c, q->zero_point, q->act_min, q->act_max);
         }
         for (; p < hw; p++) {
-            int32_t acc = base;
-            for (i = 0; i < cin; i++) acc += (int32_t)wo[i] * in[i * hw + p];
-            y[p] = arch_q_out(acc, m, s, q->zero_point, q->act_min, q->act_max);
+            int32_t acc = bias[o];
+            for (i = 0; i < cin; i++) acc += (int32_t)wo[(i >> 2) * step + (i & 3)] * in[i * hw + p];
+            y[p] = arch_q_out_fast(acc, c, q->zero_point, q->act_min, q->act_max);
         }
     }
 }
 
-void arch_qfc(const int8_t *restrict in, int n_in, int32_t in_zp,
-              const int8_t *restrict weight, const int32_t *restrict bias, int n_out,
-              int8_t *restrict out, const struct arch_qout *q)
-{
-    int o, i;
-    for (o = 0; o < n_out; o++) {
-        const int8_t *restrict wo = weight + o * n_in;
-        int32_t acc = bias[o];
-        for (i = 0; i < n_in; i++) acc += (int32_t)wo[i] * ((int32_t)in[i] - in_zp);
-        out[o] = arch_q_out(acc, q->multiplier[o * q->per_channel], q->shift[o * q->per_channel],
-                            q->zero_point, q->act_min, q->act_max);
-    }
-}
+#endif
