@@ -52,6 +52,7 @@ class MemoryPlan:
     tile_buffer_of: dict[str, int] = field(default_factory=dict)  # prefix tensor -> its tile buffer
     crop_buffer_of: dict[tuple[int, int], int] = field(default_factory=dict)  # (step, input) -> crop buffer
     patches: object = None  # the analysis.patch.PatchPlan planned for, if any
+    elem_bytes: int = 4  # bytes per element the sizes were planned at (4: float, 1: int8)
 
     def offset(self, tensor: str) -> int:
         return self.buffers[self.buffer_of[tensor]].offset
@@ -196,7 +197,8 @@ def _plan(graph: Graph, steps: list[Step], elem_bytes: int, inplace_dw: bool, pa
             break
     for buf in buffers:
         buf.offset = best[buf.index]
-    return MemoryPlan(buffer_of, buffers, best_arena, peak, live_bytes, scratch_of, tiles, crops, patches)
+    return MemoryPlan(buffer_of, buffers, best_arena, peak, live_bytes, scratch_of, tiles, crops, patches,
+                      elem_bytes)
 
 
 def _plan_tiles(bufs: _Buffers, graph: Graph, steps: list[Step], patches, inplace_dw: bool,

@@ -21,6 +21,7 @@ memory plan (analysis.memory) turns a plan into buffers; the NumPy reference exe
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ..errors import ArchError
@@ -92,6 +93,31 @@ class PatchPlan:
 
     def describe(self, steps: list[Step]) -> str:
         return f"{self.grid[0]}x{self.grid[1]} tiles up to {self.output} (the first {self.prefix} steps)"
+
+
+def _at(node, ins, out, pads):
+    attrs = {**node.attrs, "pads": pads} if "pads" in node.attrs else node.attrs
+    return dataclasses.replace(node, attrs=attrs, in_shapes=ins, out_shape=out)
+
+
+def tile_view(step: Step, ts: TileStep) -> Step:
+    """The step at a tile's geometry: its inputs the regions it reads, its output the tile, its
+    padding the tile's (only where the tile meets the map's border). Every backend runs a tile
+    by lowering this view with its ordinary lowerings."""
+    from ..ir import TensorShape
+
+    main = step.main
+    out = TensorShape(ts.out.h, ts.out.w, main.out_shape.c)
+    ins = tuple(TensorShape(r.h, r.w, s.c) for r, s in zip(ts.reads, main.in_shapes))
+    view = Step(_at(main, ins, out, ts.pads))
+    for node in step.fused:
+        moved = _at(node, (out,), out, (0, 0, 0, 0))
+        view.fused.append(moved)
+        if node is step.bn:
+            view.bn = moved
+        if node is step.activation:
+            view.activation = moved
+    return view
 
 
 def _is_window(step: Step) -> bool:

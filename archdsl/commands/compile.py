@@ -70,8 +70,11 @@ def register(app: typer.Typer) -> None:
         memory = None
         if memory_options:
             from ..analysis.patch import memory_report
+            from ..quant.weights_file import is_int8_dict
 
-            rep = memory_report(graph, prefix=patch_prefix, grid=patch_grid or "auto", budget=budget)
+            elem_bytes = 1 if is_int8_dict(w) else 4  # an int8 build plans its arena in bytes
+            rep = memory_report(graph, elem_bytes=elem_bytes, prefix=patch_prefix, grid=patch_grid or "auto",
+                                budget=budget)
             patched = patch_grid is not None or patch_prefix is not None
             memory = rep.patched if patched else rep.inplace
         written = compile_target(tgt, graph, w, out, name or graph.name, prefix, memory=memory)

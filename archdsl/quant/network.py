@@ -68,6 +68,16 @@ class QStep:
     def out_shape(self):
         return self.step.out_shape
 
+    def at_tile(self, ts) -> "QStep":
+        """This call over one tile of a patch plan (analysis.patch): the step's tile view and the
+        tile's padding; the int8 parameters are the layer's."""
+        import dataclasses
+
+        from ..analysis.patch import tile_view
+
+        attrs = {**self.attrs, "pads": ts.pads} if "pads" in self.attrs else self.attrs
+        return dataclasses.replace(self, step=tile_view(self.step, ts), attrs=attrs)
+
 
 def node_loc(node: Node) -> Loc | None:
     row = node.row

@@ -10,7 +10,9 @@ from ..common import lowering_for, number, params_text, template_env
 from ..codetext import c_comment
 from .blob import c_words, place
 from . import lowering_int8
-from .lowering import LOWERINGS, Emitter, activation_enum, c_ident
+from ...analysis.patch import tile_view
+from .lowering import LOWERINGS, Emitter, activation_enum, buffer_macro, c_ident
+from .tiles import tile_calls
 from .toolchain import (ARM_CC, ARM_SIZE, HOST_OPT, MCU_LDFLAGS, MCU_LIBS, MCU_OPT, MCUS, QEMU, RUNTIME_HEADER,
                         WARN_FLAGS, file_base, templates)
 
@@ -83,35 +85,37 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None, memory=
                         None, "use letters, digits and underscores, not starting with a digit, e.g. --prefix my_net")
     analysis = analyze(graph)
     net = _int8_network(graph, weights)
-    if net is not None and memory is not None:
-        raise ArchError("in-place depthwise and patches are not yet built for int8 C", None,
-                        "compile the float weights, or drop --in-place-dw / --patch-grid / --patch-prefix")
     if net is None:
         steps, plan, folded = analysis.steps, analysis.plan, analysis.folded(weights)
         if memory is not None:
             plan = memory
         e = Emitter(graph, prefix, weights, folded, plan)
-        e.scratch = {t: _buffer_macro(i) for t, i in plan.scratch_of.items()}
+        e.scratch = {t: buffer_macro(i) for t, i in plan.scratch_of.items()}
         elem, elem_bytes, rt_header = "float", 4, RUNTIME_HEADER
-        calls = []
-        start = 0
-        if plan.patches is not None:
-            from .tiles import tile_calls
 
-            start = plan.patches.prefix
-            calls = tile_calls(e, graph, steps, plan, _buffer_macro)
-            last = steps[start - 1]
-            calls.append({"comment": f"{last.output}: assembled from {len(plan.patches.tiles)} tiles",
-                          "lines": [], "output": last.output, "out_macro": e.t(last.output),
-                          "out_shape": last.out_shape})
-        lowered = [(step, lowering_for(LOWERINGS, step.main.op, "C", step.main.name)(e, step))
-                   for step in steps[start:]]
+        def lower(k: int, step) -> list[str]:
+            return lowering_for(LOWERINGS, step.main.op, "C", step.main.name)(e, step)
+
+        def lower_tile(k: int, ts) -> list[str]:
+            return lower(k, tile_view(steps[k], ts))
     else:
-        e, plan, lowered = lowering_int8.lower(net, prefix)
-        steps = [step for step, _ in lowered]
+        e, plan = lowering_int8.emitter(net, prefix, memory)
+        steps = [q.step for q in net.steps]
         elem, elem_bytes, rt_header = "int8_t", 1, lowering_int8.RUNTIME_HEADER
-        calls = []
 
+        def lower(k: int, step) -> list[str]:
+            return lowering_int8.lower_step(e, net.steps[k])
+
+        def lower_tile(k: int, ts) -> list[str]:
+            return lowering_int8.lower_step(e, net.steps[k].at_tile(ts))
+    if memory is not None and memory.elem_bytes != elem_bytes:
+        raise ArchError(f"the arena plan is for {memory.elem_bytes}-byte elements, the build's are {elem_bytes}")
+
+    calls, start = [], 0
+    if plan.patches is not None:
+        start = plan.patches.prefix
+        calls = tile_calls(e, graph, steps, plan, buffer_macro, lower_tile, elem)
+    lowered = [(steps[k], lower(k, steps[k])) for k in range(start, len(steps))]
     for step, lines in lowered:
         calls.append({"comment": _step_comment(step), "lines": lines or ["/* a view of its input: no code */"],
                       "output": step.output, "out_macro": e.t(step.output), "out_shape": step.out_shape})
@@ -127,11 +131,12 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None, memory=
     whole = set(plan.buffer_of.values())
     for buf in plan.buffers:  # tile, crop and one-plane buffers
         if buf.index not in whole:
-            tensors.append({"macro": _buffer_macro(buf.index), "offset": buf.offset // elem_bytes,
+            tensors.append({"macro": buffer_macro(buf.index), "offset": buf.offset // elem_bytes,
                             "bytes": buf.offset, "shape": f"{buf.size:,} bytes", "name": buf.what})
 
     env = template_env("c")
     runtime = sorted(e.runtime)
+    tile_headers = sorted({TILE_HEADERS[f] for f in runtime if f in TILE_HEADERS})
     placed, block = place(e.arrays) if net is None else ([], None)
     inp, out = graph.input_shape, graph.output_shape
     ctx = {
@@ -141,7 +146,7 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None, memory=
         "calls": calls, "tensors": tensors, "arrays": e.arrays, "runtime": runtime,
         "input_macro": e.tensor_macros[graph.input_name], "output_macro": e.tensor_macros[graph.output],
         "macs": analysis.macs, "n_weights": sum(int(a.values.size) for a in e.arrays),
-        "n_steps": len(steps), "tiles": bool(TILE_FILES & set(runtime)),
+        "n_steps": len(steps), "tile_headers": tile_headers,
         "int8": net is not None, "elem": elem, "elem_bytes": elem_bytes,
         "elem_plural": "floats" if net is None else "bytes", "rt_header": rt_header,
         "elem_name": "float32" if net is None else "int8",
@@ -173,18 +178,15 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None, memory=
     }
     for f in (rt_header, *runtime):
         files[f] = runtime_text(f)
-    if TILE_FILES & set(runtime):
-        files["rt_tile.h"] = runtime_text("rt_tile.h")
+    for f in tile_headers:
+        files[f] = runtime_text(f)
     for f in ("startup.c", "semihost.c", "semihost.h", "link.ld"):
         files[f"mcu/{f}"] = (templates() / "mcu" / f).read_text(encoding="utf-8")
     return files
 
 
-TILE_FILES = {"rt_tile.c", "rt_dwconv_inplace.c"}  # the kernels declared in rt_tile.h
-
-
-def _buffer_macro(index: int) -> str:
-    return f"ARENA_B{index}"
+# the kernels of patches and in-place layers, and the header that declares them
+TILE_HEADERS = {"rt_tile.c": "rt_tile.h", "rt_dwconv_inplace.c": "rt_tile.h", "rt_qinplace.c": "rt_qinplace.h"}
 
 
 def compile(graph, weights, outdir, name, prefix: str | None = None, memory=None) -> list[Path]:

@@ -36,6 +36,11 @@ class ConstArray:
     ctype: str = "float"
 
 
+def buffer_macro(index: int) -> str:
+    """The macro of a planned buffer that holds no whole tensor (a tile, crop or one-plane buffer)."""
+    return f"ARENA_B{index}"
+
+
 @dataclass
 class Emitter:
     """What the lowerings write into: tensor pointers, weight arrays, kernels used."""

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from ...errors import ArchError
-from .lowering import ConstArray, Emitter, _call, c_ident
+from .lowering import ConstArray, Emitter, _call, buffer_macro, c_ident
 
 RUNTIME_HEADER = "archdsl_qrt.h"
 UNIT = (1 << 30, 1)  # QuantizeMultiplier(1.0): MBQM by it is the identity
@@ -45,14 +45,18 @@ class QEmitter(Emitter):
     structs: list[ConstStruct] = field(default_factory=list)
 
     def array(self, node, local: str, values: np.ndarray, what: str) -> str:
+        """A const array, emitted once: every tile of a patch-based step shares the layer's."""
         name = f"{self.prefix}_{c_ident(node.name)}_{local}"
         values = np.ascontiguousarray(values)
+        if any(a.name == name for a in self.arrays):
+            return name
         self.arrays.append(ConstArray(name, values, what, CTYPES[values.dtype]))
         return name
 
     def struct(self, node, local: str, type_: str, init: str, what: str) -> str:
         name = f"{self.prefix}_{c_ident(node.name)}_{local}"
-        self.structs.append(ConstStruct(type_, name, init, what))
+        if not any(st.name == name for st in self.structs):
+            self.structs.append(ConstStruct(type_, name, init, what))
         return "&" + name
 
     def qout(self, q, requant: "Requant | None" = None) -> str:
@@ -154,6 +158,10 @@ def _qconv(e: QEmitter, q) -> list[str]:
     w = e.array(n, "w", np.asarray(q.arrays["weight"], np.int8), _weights_what(q))
     b = e.array(n, "b", np.asarray(q.arrays["bias"], np.int32), f"{n.name}: int32 bias")
     qo = e.qout(q)
+    if q.output in e.scratch:  # in place through a one-plane buffer (analysis.memory)
+        e.use("rt_qdwconv.c", "rt_qinplace.c")
+        return [_call("arch_qconv_dw_inplace", src, e.scratch[q.output], x.c, x.h, x.w, zp, w, b, kh, kw, sh, sw,
+                      pt, pl, y.h, y.w, qo)]
     if groups == x.c and groups > 1:
         e.use("rt_qdwconv.c")
         return [_call("arch_qconv_dw", src, x.c, x.h, x.w, zp, w, b, y.c // x.c, kh, kw, sh, sw, pt, pl,
@@ -271,15 +279,25 @@ INT8_LOWERINGS: dict[str, Callable[[QEmitter, object], list[str]]] = {
 }
 
 
-def lower(net, prefix: str):
-    """(emitter, plan, [(schedule step, lines)]) for a QuantizedNetwork."""
+def lower_step(e: QEmitter, q) -> list[str]:
+    """The lines of one int8 call (a whole step, or a step's tile: QStep.at_tile)."""
+    if q.kind not in INT8_LOWERINGS:
+        raise ArchError(f"the C target has no int8 lowering for '{q.kind}' (node {q.main.name})")
+    return INT8_LOWERINGS[q.kind](e, q)
+
+
+def emitter(net, prefix: str, memory=None) -> tuple[QEmitter, object]:
+    """(emitter, plan) of a QuantizedNetwork: the arena plan at one byte per element (`memory`:
+    one with in-place layers or patches, planned with elem_bytes=1)."""
     from ...analysis.memory import plan_memory
 
-    plan = plan_memory(net.graph, [q.step for q in net.steps], elem_bytes=1)
+    plan = memory if memory is not None else plan_memory(net.graph, [q.step for q in net.steps], elem_bytes=1)
     e = QEmitter(net.graph, prefix, {}, {}, plan, runtime=set())
-    out = []
-    for q in net.steps:
-        if q.kind not in INT8_LOWERINGS:
-            raise ArchError(f"the C target has no int8 lowering for '{q.kind}' (node {q.main.name})")
-        out.append((q.step, INT8_LOWERINGS[q.kind](e, q)))
-    return e, plan, out
+    e.scratch = {t: buffer_macro(i) for t, i in plan.scratch_of.items()}
+    return e, plan
+
+
+def lower(net, prefix: str):
+    """(emitter, plan, [(schedule step, lines)]) for a QuantizedNetwork, with the plain arena."""
+    e, plan = emitter(net, prefix)
+    return e, plan, [(q.step, lower_step(e, q)) for q in net.steps]
