@@ -15,6 +15,7 @@ from . import ops
 from .errors import ArchError, Diagnostic, Loc, did_you_mean
 from .exprs import Scope, as_int, evaluate, evaluate_value, make_divisible, refers_to_input, round_half_up
 from .ir import Graph, Node, RowRef, TensorShape
+from .ops.base import Attrs, Window
 from .limits import MAX_ERRORS, MAX_LAYERS, MAX_NESTING, MAX_SIZE
 from .syntax import (AfterStmt, BlockDef, DefaultsStmt, InputStmt, Invalid, PostOp, ResolutionStmt, Row, ShapeLit,
                      Spec, WidthStmt, Word)
@@ -517,7 +518,7 @@ class _Elaborator:
             cur = self.add_node(f"{group}.{suffix}", post_op, attrs, (cur,), ref)
         return cur
 
-    def add_node(self, name: str, op, attrs: dict, inputs: tuple, ref: RowRef) -> str:
+    def add_node(self, name: str, op, attrs: Attrs, inputs: tuple, ref: RowRef) -> str:
         ins = tuple(self.shapes[t] for t in inputs)
         out = op.out_shape(attrs, ins)
         row_loc = Loc(ref.line, ref.col, len(ref.text.split("#")[0].rstrip()))
@@ -577,7 +578,7 @@ class _Elaborator:
             node = self.producer[t]
             x = node.in_shapes[0]
             if spatial and (x.h, x.w) != (node.out_shape.h, node.out_shape.w):
-                stride = node.attrs.get("stride", (1, 1))[0]
+                stride = node.attrs.stride[0] if isinstance(node.attrs, Window) else 1
                 why = f"stride {stride}" if stride > 1 else "the row"
                 return (f"{why} on line {node.row.line} turns {x.h}x{x.w} into "
                         f"{node.out_shape.h}x{node.out_shape.w}" + _window_arithmetic(node), _stride_loc(node.row))
@@ -758,9 +759,10 @@ def _shown(value) -> str:
 
 def _window_arithmetic(node: Node) -> str:
     """What decides a windowed op's output size (kernel, stride and padding), as the sum it makes."""
-    if "kernel" not in node.attrs or node.attrs.get("global"):
+    a = node.attrs
+    if not (isinstance(a, Window) and a.slides):
         return ""
-    (kh, kw), (sh, sw), (t, l, b, r) = node.attrs["kernel"], node.attrs["stride"], node.attrs["pads"]
+    (kh, kw), (sh, sw), (t, l, b, r) = a.kernel, a.stride, a.pads
     x, out = node.in_shapes[0], node.out_shape
     sums = [f"({x.h} + {t} + {b} - {kh}) // {sh} + 1 = {out.h}"]
     if (x.w, l, r, kw, sw) != (x.h, t, b, kh, sh):

@@ -64,7 +64,7 @@ class RowRef:
 class Node:
     name: str
     op: Any  # archdsl.ops.Op
-    attrs: dict
+    attrs: Any  # archdsl.ops.Attrs: the op's typed attributes
     inputs: tuple[str, ...]
     in_shapes: tuple[TensorShape, ...]
     out_shape: TensorShape

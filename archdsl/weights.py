@@ -290,7 +290,7 @@ def bn_scale_shift(bn, weights: dict) -> tuple[np.ndarray, np.ndarray]:
     def get(local: str) -> np.ndarray:
         return np.asarray(weights[bn.param_key(local)], dtype=np.float64)
 
-    scale = get("weight") / np.sqrt(get("running_var") + float(bn.attrs["eps"]))
+    scale = get("weight") / np.sqrt(get("running_var") + float(bn.attrs.eps))
     return scale, get("bias") - get("running_mean") * scale
 
 

@@ -45,29 +45,29 @@ def torch_functional(graph, weights):
     w = {k: torch.from_numpy(v) for k, v in weights.items()}
 
     def pad(x, a, value=0.0):
-        t, l, b, r = a["pads"]
-        return F.pad(x, (l, r, t, b), value=value) if any(a["pads"]) else x
+        t, l, b, r = a.pads
+        return F.pad(x, (l, r, t, b), value=value) if any(a.pads) else x
 
     def avg(n, x):
         a = n.attrs
-        if not any(a["pads"]):
-            return F.avg_pool2d(x, a["kernel"], a["stride"])
-        k = a["kernel"][0] * a["kernel"][1]
+        if not any(a.pads):
+            return F.avg_pool2d(x, a.kernel, a.stride)
+        k = a.kernel[0] * a.kernel[1]
         ones = torch.ones_like(x[:1, :1])
-        return F.avg_pool2d(pad(x, a), a["kernel"], a["stride"]) * k / (
-            F.avg_pool2d(pad(ones, a), a["kernel"], a["stride"]) * k)
+        return F.avg_pool2d(pad(x, a), a.kernel, a.stride) * k / (
+            F.avg_pool2d(pad(ones, a), a.kernel, a.stride) * k)
 
     table = {
         "conv": lambda n, xs: F.conv2d(pad(xs[0], n.attrs), w[n.param_key("weight")], w.get(n.param_key("bias")),
-                                       n.attrs["stride"], groups=n.attrs["groups"]),
+                                       n.attrs.stride, groups=n.attrs.groups),
         "bn": lambda n, xs: F.batch_norm(xs[0], w[n.param_key("running_mean")], w[n.param_key("running_var")],
                                          w[n.param_key("weight")], w[n.param_key("bias")], False, 0.0,
-                                         n.attrs["eps"]),
+                                         n.attrs.eps),
         "fc": lambda n, xs: F.linear(xs[0].flatten(1), w[n.param_key("weight")],
                                      w.get(n.param_key("bias")))[:, :, None, None],
         "avg pool": avg, "global avg pool": avg,
-        "max pool": lambda n, xs: F.max_pool2d(pad(xs[0], n.attrs, float("-inf")), n.attrs["kernel"],
-                                               n.attrs["stride"]),
+        "max pool": lambda n, xs: F.max_pool2d(pad(xs[0], n.attrs, float("-inf")), n.attrs.kernel,
+                                               n.attrs.stride),
         "relu": lambda n, xs: F.relu(xs[0]), "relu6": lambda n, xs: F.relu6(xs[0]),
         "sigmoid": lambda n, xs: torch.sigmoid(xs[0]), "hsigmoid": lambda n, xs: F.hardsigmoid(xs[0]),
         "hswish": lambda n, xs: F.hardswish(xs[0]), "softmax": lambda n, xs: F.softmax(xs[0], 1),

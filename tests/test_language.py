@@ -51,7 +51,7 @@ def test_after_option_overrides_the_default():
 
 def test_bn_options_in_after_lines():
     g = parse_text(HEAD + "after conv: bn eps=0.001 relu\nconv 1x1x3x8\n")
-    assert g.node("conv1.bn").attrs["eps"] == pytest.approx(1e-3)
+    assert g.node("conv1.bn").attrs.eps == pytest.approx(1e-3)
 
 
 @pytest.mark.parametrize("rule, alpha, expected", [
@@ -190,7 +190,7 @@ def test_padding_modes(pad, size, expected):
 
 def test_same_tf_pads_after_on_even_inputs():
     g = parse_text("network t(a = 1)\ninput 32x32x3\nconv / s2 3x3x3x4 pad=same_tf\n")
-    assert g.nodes[0].attrs["pads"] == (0, 0, 1, 1)
+    assert g.nodes[0].attrs.pads == (0, 0, 1, 1)
 
 
 def test_node_names_count_per_kind_and_name_option():
@@ -217,10 +217,10 @@ def test_params_conventions_on_a_small_net():
 def test_defaults_set_options_for_an_op_family_and_rows_override():
     g = parse_text("network t(a = 1)\ninput 32x32x3\ndefaults conv: pad=same_tf bias=yes\ndefaults bn: eps=0.001\n"
                    "after conv: bn relu\nconv / s2 3x3x3x8\nconv dw / s2 3x3x8 dw\nconv 1x1x8x8 pad=valid bias=no\n")
-    assert g.node("conv1.conv").attrs["pads"] == (0, 0, 1, 1) and g.node("conv1.conv").attrs["bias"]
-    assert g.node("dw1.dw").attrs["pads"] == (0, 0, 1, 1) and "bias" in g.node("dw1.dw").params
-    assert g.node("conv2.conv").attrs["pads"] == (0, 0, 0, 0) and not g.node("conv2.conv").attrs["bias"]
-    assert all(n.attrs["eps"] == 0.001 for n in g.nodes if n.op.name == "bn")
+    assert g.node("conv1.conv").attrs.pads == (0, 0, 1, 1) and g.node("conv1.conv").attrs.bias
+    assert g.node("dw1.dw").attrs.pads == (0, 0, 1, 1) and "bias" in g.node("dw1.dw").params
+    assert g.node("conv2.conv").attrs.pads == (0, 0, 0, 0) and not g.node("conv2.conv").attrs.bias
+    assert all(n.attrs.eps == 0.001 for n in g.nodes if n.op.name == "bn")
 
 
 MBCONV = """network t(alpha = 1.0)

@@ -136,28 +136,28 @@ def _t(weights, node, local):
 
 
 def _tpad(x, attrs, value=0.0):
-    t, l, b, r = attrs["pads"]
+    t, l, b, r = attrs.pads
     return F.pad(x, (l, r, t, b), value=value)
 
 
 def _tconv(node, w, xs):
     a = node.attrs
     bias = _t(w, node, "bias") if "bias" in node.params else None
-    return F.conv2d(_tpad(xs[0], a), _t(w, node, "weight"), bias, stride=a["stride"], groups=a["groups"])
+    return F.conv2d(_tpad(xs[0], a), _t(w, node, "weight"), bias, stride=a.stride, groups=a.groups)
 
 
 def _tavg(node, w, xs):
     a = node.attrs
-    k = a["kernel"]
-    total = F.avg_pool2d(_tpad(xs[0], a), k, a["stride"]) * (k[0] * k[1])
+    k = a.kernel
+    total = F.avg_pool2d(_tpad(xs[0], a), k, a.stride) * (k[0] * k[1])
     ones = torch.ones_like(xs[0][:1, :1])
-    count = F.avg_pool2d(_tpad(ones, a), k, a["stride"]) * (k[0] * k[1])
+    count = F.avg_pool2d(_tpad(ones, a), k, a.stride) * (k[0] * k[1])
     return total / count
 
 
 def _tmax(node, w, xs):
     a = node.attrs
-    return F.max_pool2d(_tpad(xs[0], a, float("-inf")), a["kernel"], a["stride"])
+    return F.max_pool2d(_tpad(xs[0], a, float("-inf")), a.kernel, a.stride)
 
 
 def _tfc(node, w, xs):
@@ -167,7 +167,7 @@ def _tfc(node, w, xs):
 
 def _tbn(node, w, xs):
     return F.batch_norm(xs[0], _t(w, node, "running_mean"), _t(w, node, "running_var"), _t(w, node, "weight"),
-                        _t(w, node, "bias"), training=False, eps=node.attrs["eps"])
+                        _t(w, node, "bias"), training=False, eps=node.attrs.eps)
 
 
 TORCH = {
@@ -190,9 +190,9 @@ TORCH = {
     "mul": lambda n, w, xs: xs[0] * xs[1],
     "concat": lambda n, w, xs: torch.cat(xs, dim=1),
     "flatten": lambda n, w, xs: xs[0].flatten(1)[:, :, None, None],
-    "dropout": lambda n, w, xs: F.dropout(xs[0], n.attrs["p"], training=False),
-    "channel split": lambda n, w, xs: xs[0].chunk(n.attrs["parts"], dim=1)[n.attrs["take"] - 1],
-    "channel shuffle": lambda n, w, xs: xs[0].unflatten(1, (n.attrs["groups"], -1)).transpose(1, 2).flatten(1, 2),
+    "dropout": lambda n, w, xs: F.dropout(xs[0], n.attrs.p, training=False),
+    "channel split": lambda n, w, xs: xs[0].chunk(n.attrs.parts, dim=1)[n.attrs.take - 1],
+    "channel shuffle": lambda n, w, xs: xs[0].unflatten(1, (n.attrs.groups, -1)).transpose(1, 2).flatten(1, 2),
 }
 
 
@@ -247,7 +247,7 @@ def test_the_inline_specs_use_every_op():
 
 def test_inline_specs_exercise_asymmetric_padding_and_unfolded_bn():
     g = graph_for("allops")
-    assert any(len(set(n.attrs.get("pads", (0,)))) > 1 for n in g.nodes)
+    assert any(len(set(getattr(n.attrs, "pads", (0,)))) > 1 for n in g.nodes)
     unfolded = [s.main for s in schedule(g) if s.main.op.name == "bn"]
     assert unfolded, "ALL_OPS should keep one BN that cannot fold"
     assert any(s.bn is not None and s.main.op.name == "fc" for s in schedule(graph_for("maps")))

@@ -10,6 +10,7 @@ docs' op tables are checked here too.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -73,6 +74,26 @@ def test_tables_name_registered_ops_only(backend):
     registered = {type(op) for op in ops.REGISTRY.values()}
     stale = [k for k in table(backend) if k not in registered]
     assert not stale, f"backend '{backend}' lowers what is not a registered op class: {stale}"
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_op_attributes_are_typed(op):
+    """configure() returns the op's attrs_type: a frozen dataclass (an Attrs) that the op's own module
+    declares, or the empty Attrs; every layer of the op in the shared spec carries exactly that type."""
+    o = ops.lookup(op)
+    cls = o.attrs_type
+    assert issubclass(cls, ops.Attrs) and dataclasses.is_dataclass(cls), f"op '{op}': {cls} is not an Attrs dataclass"
+    assert cls.__dataclass_params__.frozen, f"op '{op}': {cls.__name__} must be frozen"
+    assert cls is ops.Attrs or cls.__module__ == type(o).__module__, \
+        f"op '{op}': its attributes {cls.__name__} belong in {type(o).__module__}"
+    nodes = [n for n in parse_text(ALL_OPS).nodes if n.op.name == op]
+    assert nodes, f"tests/specs/all_ops.arch has no '{op}' row"
+    for n in nodes:
+        assert type(n.attrs) is cls, f"layer {n.name} ('{op}'): attributes {type(n.attrs).__name__}, not {cls.__name__}"
+        hash(n.attrs)  # immutable all the way down: tuples, numbers, booleans
+        for f in dataclasses.fields(n.attrs):
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                setattr(n.attrs, f.name, getattr(n.attrs, f.name))
 
 
 def test_the_shared_spec_uses_every_op():

@@ -394,12 +394,12 @@ def test_layers_keep_their_attributes(compiled):
     for node in graph.nodes:
         m = modules.get(node.name)
         if node.op.name == "bn":
-            assert m.eps == pytest.approx(node.attrs["eps"]) and m.num_features == node.out_shape.c
+            assert m.eps == pytest.approx(node.attrs.eps) and m.num_features == node.out_shape.c
             checked += 1
         elif node.op.name in ("conv", "conv dw"):
-            assert (m.in_channels, m.out_channels, m.groups) == (node.in_shapes[0].c, node.attrs["out_channels"],
-                                                                 node.attrs["groups"])
-            assert m.kernel_size == tuple(node.attrs["kernel"]) and m.stride == tuple(node.attrs["stride"])
+            assert (m.in_channels, m.out_channels, m.groups) == (node.in_shapes[0].c, node.attrs.out_channels,
+                                                                 node.attrs.groups)
+            assert m.kernel_size == tuple(node.attrs.kernel) and m.stride == tuple(node.attrs.stride)
             checked += 1
     assert checked > 50
 

@@ -345,15 +345,15 @@ def test_fold_bn_matches_unfused_torch(graph, weights):
             raw, fused = F.linear(x.flatten(1), w, b), F.linear(x.flatten(1), _t(fw), _t(fb))
         else:
             a = node.attrs
-            t, l, bo, r = a["pads"]
+            t, l, bo, r = a.pads
             xp = F.pad(x, (l, r, t, bo))
-            raw = F.conv2d(xp, w, b, a["stride"], groups=a["groups"])
-            fused = F.conv2d(xp, _t(fw), _t(fb), a["stride"], groups=a["groups"])
+            raw = F.conv2d(xp, w, b, a.stride, groups=a.groups)
+            fused = F.conv2d(xp, _t(fw), _t(fb), a.stride, groups=a.groups)
         if step.bn is not None:
             bn = step.bn
             raw = F.batch_norm(raw, _t(weights[bn.param_key("running_mean")]),
                                _t(weights[bn.param_key("running_var")]), _t(weights[bn.param_key("weight")]),
-                               _t(weights[bn.param_key("bias")]), training=False, eps=bn.attrs["eps"])
+                               _t(weights[bn.param_key("bias")]), training=False, eps=bn.attrs.eps)
         scale = raw.abs().max().item()
         np.testing.assert_allclose(fused.numpy(), raw.numpy(), rtol=1e-5, atol=1e-6 * scale,
                                    err_msg=f"{node.name} (+{step.bn.name if step.bn else 'no bn'})")

@@ -76,7 +76,7 @@ def is_depthwise(step: Step) -> bool:
     if main.op.name not in ("conv", "conv dw"):
         return False
     x = main.in_shapes[0]
-    return main.attrs.get("groups") == x.c and main.out_shape.c == x.c and x.c > 1
+    return main.attrs.groups == x.c and main.out_shape.c == x.c and x.c > 1
 
 
 def _worth_in_place(in_numel: int, out_numel: int) -> bool:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from ..errors import ArchError
 from ..ir import Graph
+from ..ops.base import Window
 from .schedule import Step, schedule
 
 DEFAULT_BUDGET = 0.10  # extra mult-adds, as a fraction of the network's
@@ -96,7 +97,7 @@ class PatchPlan:
 
 
 def _at(node, ins, out, pads):
-    attrs = {**node.attrs, "pads": pads} if "pads" in node.attrs else node.attrs
+    attrs = dataclasses.replace(node.attrs, pads=pads) if isinstance(node.attrs, Window) else node.attrs
     return dataclasses.replace(node, attrs=attrs, in_shapes=ins, out_shape=out)
 
 
@@ -122,7 +123,7 @@ def tile_view(step: Step, ts: TileStep) -> Step:
 
 def _is_window(step: Step) -> bool:
     a = step.main.attrs
-    return "kernel" in a and "stride" in a and "pads" in a and not a.get("global")
+    return isinstance(a, Window) and a.slides
 
 
 def _is_local(step: Step) -> bool:
@@ -167,7 +168,7 @@ def _read_region(step: Step, i: int, out: Rect) -> tuple[Rect, tuple[int, int, i
     x = main.in_shapes[i]
     if not _is_window(step):
         return out, (0, 0, 0, 0)
-    (kh, kw), (sh, sw), (pt, pl, _, _) = main.attrs["kernel"], main.attrs["stride"], main.attrs["pads"]
+    (kh, kw), (sh, sw), (pt, pl, _, _) = main.attrs.kernel, main.attrs.stride, main.attrs.pads
     y0, y1 = out.y0 * sh - pt, (out.y1 - 1) * sh - pt + kh
     x0, x1 = out.x0 * sw - pl, (out.x1 - 1) * sw - pl + kw
     r = Rect(max(y0, 0), min(y1, x.h), max(x0, 0), min(x1, x.w))

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from ..ir import Graph, Node
+from ..ops.base import Window
 from .. import ops
-from ..ops.shuffle import split_range
 from . import codetext
 from ..weights import bn_scale_shift
 from .common import check_batch, lowering_for, number, params_text, template_env
@@ -43,9 +43,9 @@ def unavailable() -> str | None:
 # ================================================================ reference semantics
 
 
-def _windows(x: np.ndarray, attrs: dict, value: float) -> np.ndarray:
+def _windows(x: np.ndarray, attrs: Window, value: float) -> np.ndarray:
     """(N, C, OH, OW, kh, kw) windows of x padded with `value`, as a strided view."""
-    (kh, kw), (sh, sw), (t, l, b, r) = attrs["kernel"], attrs["stride"], attrs["pads"]
+    (kh, kw), (sh, sw), (t, l, b, r) = attrs.kernel, attrs.stride, attrs.pads
     xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
     return np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
 
@@ -63,7 +63,7 @@ def _ref_conv(node, weights, xs):
     x, a = xs[0], node.attrs
     w = _param(node, weights, "weight")
     cout, cg, kh, kw = w.shape
-    g = a["groups"]
+    g = a.groups
     win = _windows(x, a, 0.0)
     n, c, oh, ow = win.shape[:4]
     if g == 1:
@@ -85,7 +85,7 @@ def _ref_bn(node, weights, xs):
     def per_channel(local):
         return _param(node, weights, local).reshape(1, -1, 1, 1)
 
-    return ((xs[0] - per_channel("running_mean")) / np.sqrt(per_channel("running_var") + node.attrs["eps"])
+    return ((xs[0] - per_channel("running_mean")) / np.sqrt(per_channel("running_var") + node.attrs.eps)
             * per_channel("weight") + per_channel("bias"))
 
 
@@ -109,7 +109,7 @@ def _ref_softmax(node, weights, xs):
 def _ref_shuffle(node, weights, xs):
     """Channels as (groups, C / groups), transposed."""
     n, c, h, w = xs[0].shape
-    g = node.attrs["groups"]
+    g = node.attrs.groups
     return xs[0].reshape(n, g, c // g, h, w).transpose(0, 2, 1, 3, 4).reshape(n, c, h, w)
 
 
@@ -136,7 +136,7 @@ REFERENCE = {
     ops.Add: lambda node, weights, xs: xs[0] + xs[1],
     ops.Mul: lambda node, weights, xs: xs[0] * xs[1],
     ops.Concat: lambda node, weights, xs: np.concatenate(xs, axis=1),
-    ops.ChannelSplit: lambda node, weights, xs: xs[0][:, slice(*split_range(node.attrs, xs[0].shape[1]))],
+    ops.ChannelSplit: lambda node, weights, xs: xs[0][:, slice(*node.attrs.channel_range(xs[0].shape[1]))],
     ops.ChannelShuffle: _ref_shuffle,
     ops.Flatten: lambda node, weights, xs: xs[0].reshape(xs[0].shape[0], -1, 1, 1),
     ops.Dropout: lambda node, weights, xs: xs[0],  # identity at inference
@@ -253,16 +253,16 @@ def _no_epilogue(step) -> None:
 def _lower_conv(step, e: Emitter) -> str:
     a = step.main.attrs
     w, b = e.folded_params(step)
-    geometry = [f"stride={_lit(tuple(a['stride']))}", f"pads={_lit(tuple(a['pads']))}"]
-    if tuple(a["kernel"]) == (1, 1) and a["groups"] == 1:
+    geometry = [f"stride={_lit(tuple(a.stride))}", f"pads={_lit(tuple(a.pads))}"]
+    if tuple(a.kernel) == (1, 1) and a.groups == 1:
         return e.call("conv1x1", e.x(step), w, b, *geometry, f"act={e.act(step)}")
-    return e.call("conv2d", e.x(step), w, b, *geometry, f"groups={a['groups']}", f"act={e.act(step)}")
+    return e.call("conv2d", e.x(step), w, b, *geometry, f"groups={a.groups}", f"act={e.act(step)}")
 
 
 def _lower_conv_dw(step, e: Emitter) -> str:
     a = step.main.attrs
     w, b = e.folded_params(step)
-    return e.call("conv_dw", e.x(step), w, b, f"stride={_lit(tuple(a['stride']))}", f"pads={_lit(tuple(a['pads']))}",
+    return e.call("conv_dw", e.x(step), w, b, f"stride={_lit(tuple(a.stride))}", f"pads={_lit(tuple(a.pads))}",
                   f"act={e.act(step)}")
 
 
@@ -283,10 +283,10 @@ def _lower_pool(kernel: str, global_kernel: str):
     def lower(step, e: Emitter) -> str:
         _no_epilogue(step)
         a = step.main.attrs
-        if a.get("global"):
+        if a.is_global:
             return e.call(global_kernel, e.x(step))
-        return e.call(kernel, e.x(step), f"kernel={_lit(tuple(a['kernel']))}", f"stride={_lit(tuple(a['stride']))}",
-                      f"pads={_lit(tuple(a['pads']))}")
+        return e.call(kernel, e.x(step), f"kernel={_lit(tuple(a.kernel))}", f"stride={_lit(tuple(a.stride))}",
+                      f"pads={_lit(tuple(a.pads))}")
 
     return lower
 
@@ -315,18 +315,18 @@ def _lower_concat(step, e: Emitter) -> str:
 
 def _lower_split(step, e: Emitter) -> str:
     _no_epilogue(step)
-    first, end = split_range(step.main.attrs, step.main.in_shapes[0].c)
+    first, end = step.main.attrs.channel_range(step.main.in_shapes[0].c)
     return e.call("channel_slice", e.x(step), str(first), str(end))
 
 
 def _lower_shuffle(step, e: Emitter) -> str:
     _no_epilogue(step)
-    return e.call("channel_shuffle", e.x(step), f"groups={step.main.attrs['groups']}")
+    return e.call("channel_shuffle", e.x(step), f"groups={step.main.attrs.groups}")
 
 
 def _lower_dropout(step, e: Emitter) -> str:
     _no_epilogue(step)
-    return f"{e.x(step)}  # identity at inference (p={_lit(float(step.main.attrs.get('p', 0.0)))})"
+    return f"{e.x(step)}  # identity at inference (p={_lit(float(step.main.attrs.p))})"
 
 
 LOWERINGS = {

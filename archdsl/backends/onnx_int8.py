@@ -123,7 +123,7 @@ def _pool(kind: str) -> Callable[[QEmitter, object], None]:
         n, a = q.main, q.attrs
         x = n.in_shapes[0]
         whole = tuple(a.get("kernel", ())) == (x.h, x.w) and not any(a.get("pads", (0,)))
-        if n.attrs.get("global") or whole:  # one window over the map (ORT fuses this form into QLinear)
+        if n.attrs.is_global or whole:  # one window over the map (ORT fuses this form into QLinear)
             y = e.emit(f"Global{kind}Pool", [e.x(q.inputs[0])], f"{q.output}/pool")
         else:
             extra = {"count_include_pad": 0} if kind == "Average" else {}

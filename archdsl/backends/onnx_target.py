@@ -25,7 +25,6 @@ import numpy as np
 
 from ..errors import ArchError
 from .. import ops
-from ..ops.shuffle import split_range
 from ..ir import Graph, Node
 from .common import check_batch, lowering_for, params_text
 from .codetext import plain, source_label
@@ -129,25 +128,25 @@ def _doc_for(graph: Graph, node: Node) -> str:
 def _conv(e: Emitter, n: Node) -> None:
     a = n.attrs
     ins = e.inputs(n) + [e.param(n, "weight")] + ([e.param(n, "bias")] if "bias" in n.params else [])
-    e.final(n, "Conv", ins, kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
-            pads=list(a["pads"]), group=int(a["groups"]), dilations=[1, 1])
+    e.final(n, "Conv", ins, kernel_shape=list(a.kernel), strides=list(a.stride),
+            pads=list(a.pads), group=int(a.groups), dilations=[1, 1])
 
 
 def _bn(e: Emitter, n: Node) -> None:
     ins = e.inputs(n) + [e.param(n, k) for k in ("weight", "bias", "running_mean", "running_var")]
-    e.final(n, "BatchNormalization", ins, epsilon=float(n.attrs["eps"]))
+    e.final(n, "BatchNormalization", ins, epsilon=float(n.attrs.eps))
 
 
 def _pool(kind: str) -> Callable[[Emitter, Node], None]:
     def lower(e: Emitter, n: Node) -> None:
         a = n.attrs
-        if a.get("global"):
+        if a.is_global:
             e.final(n, f"Global{kind}Pool", e.inputs(n))
             return
         # the pool op guarantees padding smaller than the window, as ONNX requires
         extra = {"count_include_pad": 0} if kind == "Average" else {}
-        e.final(n, f"{kind}Pool", e.inputs(n), kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
-                pads=list(a["pads"]), **extra)
+        e.final(n, f"{kind}Pool", e.inputs(n), kernel_shape=list(a.kernel), strides=list(a.stride),
+                pads=list(a.pads), **extra)
     return lower
 
 
@@ -179,7 +178,7 @@ def _relu6(e: Emitter, n: Node) -> None:
 
 
 def _split(e: Emitter, n: Node) -> None:
-    first, end = split_range(n.attrs, n.in_shapes[0].c)
+    first, end = n.attrs.channel_range(n.in_shapes[0].c)
     i64 = lambda v: np.array([v], dtype=np.int64)  # noqa: E731
     e.final(n, "Slice", e.inputs(n) + [e.const(f"c{first}", i64(first)), e.const(f"c{end}", i64(end)),
                                        e.const("c1", i64(1))])
@@ -188,7 +187,7 @@ def _split(e: Emitter, n: Node) -> None:
 def _shuffle(e: Emitter, n: Node) -> None:
     """Reshape to (N, g, C/g, H, W), swap the two channel axes, reshape back: the pattern
     torch.onnx writes for torchvision's channel_shuffle (the ONNX importer reads it back)."""
-    g, x = n.attrs["groups"], n.in_shapes[0]
+    g, x = n.attrs.groups, n.in_shapes[0]
     grouped = e.const(f"shape_{g}x{x.c // g}x{x.h}x{x.w}", np.array([0, g, x.c // g, x.h, x.w], dtype=np.int64))
     flat = e.const(f"shape_{x.c}x{x.h}x{x.w}", np.array([0, x.c, x.h, x.w], dtype=np.int64))
     y = e.step(n, "grouped", "Reshape", e.inputs(n) + [grouped])

@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 from ..quant.rules import Int8Rule
-from .base import Op, RowArgs, register
+from .base import Attrs, Op, RowArgs, register
 
 
 class _Activation(Op):
     elementwise = True
     is_activation = True
 
-    def configure(self, args: RowArgs) -> dict:
+    def configure(self, args: RowArgs) -> Attrs:
         super().configure(args)
         self.check_options(args)
-        return {}
+        return Attrs()
 
 
 @register
@@ -72,7 +72,7 @@ class Softmax(Op):
     import_names = {"tflite": ("SOFTMAX",), "onnx": ("Softmax",), "keras": ("softmax",)}
     takes_stride = True  # Table 1 prints 'Softmax / s1'
 
-    def configure(self, args: RowArgs) -> dict:
+    def configure(self, args: RowArgs) -> Attrs:
         super().configure(args)
         self.check_options(args)
-        return {}
+        return Attrs()

@@ -1,7 +1,7 @@
 """The op interface and registry.
 
 Each op is declared once, as a subclass of `Op`, with everything that is true of it whatever
-the target: how it reads a spec row (`configure`), its output shape, its parameter shapes, its
+the target: how it reads a spec row (`configure`, returning its typed attributes `attrs_type`), its output shape, its parameter shapes, its
 mult-adds and cost type, its fusion flags, how the importers recognise it (`import_kind`,
 `import_names`, `import_pattern`), its docs line (`doc`, `formula`) and its int8 rule (`int8`). Cost tables,
 weight init, validation, the importers' name sets, the C activation enum and every backend's
@@ -48,6 +48,34 @@ def op_class(name: str) -> type:
     if op is None:
         raise KeyError(name)
     return type(op)
+
+
+@dataclass(frozen=True)
+class Attrs:
+    """An op's attributes: what its `configure` read from the spec row, typed and immutable.
+    Ops without attributes use this empty form; an op family with attributes declares its own
+    subclass in the op's module (`ConvAttrs`, `PoolAttrs`, ...) and names it in `Op.attrs_type`.
+    Every consumer reads them by attribute (`node.attrs.kernel`)."""
+
+
+@dataclass(frozen=True)
+class Window(Attrs):
+    """A window over the map (convolutions, pools): per axis (vertical, horizontal) kernel and
+    stride, and the padding (top, left, bottom, right)."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int]
+
+    def output(self, x: TensorShape, channels: int) -> TensorShape:
+        """The map this window makes of `x`, with `channels` channels."""
+        (kh, kw), (sh, sw), (t, l, b, r) = self.kernel, self.stride, self.pads
+        return TensorShape(window_out(x.h, kh, sh, t, b), window_out(x.w, kw, sw, l, r), channels)
+
+    @property
+    def slides(self) -> bool:
+        """Does the window slide over the map? (A global pool's one window does not.)"""
+        return True
 
 
 def activations() -> list["Op"]:
@@ -126,24 +154,25 @@ class Op:
     # The int8 rule: how the op runs on int8 tensors (scales, zero points, the reference
     # arithmetic of TFLite Micro). None: the op has no int8 form yet. See docs/architecture.md.
     int8: Any = None
+    attrs_type: type = Attrs  # the class `configure` returns (see Attrs)
 
     # ---- declared once, used everywhere
-    def configure(self, args: RowArgs) -> dict:
+    def configure(self, args: RowArgs) -> Attrs:
         self.reject_filter(args)
         self.reject_stride(args)
-        return {}
+        return Attrs()
 
-    def out_shape(self, attrs: dict, ins: tuple[TensorShape, ...]) -> TensorShape:
+    def out_shape(self, attrs: Attrs, ins: tuple[TensorShape, ...]) -> TensorShape:
         return ins[0]
 
-    def param_shapes(self, attrs: dict, ins: tuple[TensorShape, ...]) -> dict[str, ParamSpec]:
+    def param_shapes(self, attrs: Attrs, ins: tuple[TensorShape, ...]) -> dict[str, ParamSpec]:
         return {}
 
-    def macs(self, attrs: dict, ins: tuple[TensorShape, ...], out: TensorShape) -> int:
+    def macs(self, attrs: Attrs, ins: tuple[TensorShape, ...], out: TensorShape) -> int:
         """Multiply-accumulates in the papers' convention (conv and fc only)."""
         return 0
 
-    def cost_type(self, attrs: dict) -> str:
+    def cost_type(self, attrs: Attrs) -> str:
         return self.title or self.name.title()
 
     # ---- helpers for configure()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..errors import ArchError
 from ..ir import TensorShape
 from ..quant.rules import CLAMPS, Int8Rule
-from .base import Op, RowArgs, register
+from .base import Attrs, Op, RowArgs, register
 
 
 @register
@@ -16,14 +16,14 @@ class Add(Op):
     elementwise = True
     takes_activation = True  # ResNet's relu after the add
 
-    def configure(self, args: RowArgs) -> dict:
+    def configure(self, args: RowArgs) -> Attrs:
         body, skip = args.in_shapes
         if body != skip:
             raise ArchError(f"residual body gives {body}, but the shortcut carries {skip}", args.op_loc,
                             "a residual adds x + f(x): f must keep the shape; otherwise add a "
                             "`shortcut { ... }` that maps x to f's shape, or write `residual shortcut=auto` "
                             "to add x only where the shapes match")
-        return {}
+        return Attrs()
 
 
 @register
@@ -33,12 +33,12 @@ class Mul(Op):
     arity = 2
     elementwise = True
 
-    def configure(self, args: RowArgs) -> dict:
+    def configure(self, args: RowArgs) -> Attrs:
         x, g = args.in_shapes
         if g != x and not (g.h == 1 and g.w == 1 and g.c == x.c):
             raise ArchError(f"scale gate gives {g}, but it must be 1x1x{x.c} (or {x}) to multiply {x}",
                             args.op_loc, "end the scale body with a 1x1 conv back to the input's channels")
-        return {}
+        return Attrs()
 
 
 @register
@@ -48,13 +48,13 @@ class Concat(Op):
     doc = "Join branches along channels; every branch keeps the same HxW."
     arity = None
 
-    def configure(self, args: RowArgs) -> dict:
+    def configure(self, args: RowArgs) -> Attrs:
         first = args.in_shapes[0]
         for s in args.in_shapes[1:]:
             if (s.h, s.w) != (first.h, first.w):
                 raise ArchError("concat branches give different map sizes: "
                                 + ", ".join(str(x) for x in args.in_shapes), args.op_loc)
-        return {}
+        return Attrs()
 
     def out_shape(self, attrs, ins):
         return TensorShape(ins[0].h, ins[0].w, sum(s.c for s in ins))

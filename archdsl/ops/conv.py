@@ -1,13 +1,25 @@
 """Convolutions: standard (`conv`) and depthwise (`conv dw`)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..errors import ArchError
-from ..ir import ParamSpec, TensorShape
+from ..ir import ParamSpec
 from ..quant.rules import CLAMPS, Int8Rule
-from .base import Op, RowArgs, padding_for, register, stride_pair, window_out
+from .base import Op, RowArgs, Window, padding_for, register, stride_pair, window_out
 
 
-def _kernel_stride_pads(op: Op, args: RowArgs, kh: int, kw: int) -> dict:
+@dataclass(frozen=True)
+class ConvAttrs(Window):
+    """A convolution's window and its output: `groups` of the input channels each make
+    out_channels / groups outputs (depthwise: groups = input channels); `bias` adds one per output."""
+
+    out_channels: int
+    groups: int
+    bias: bool
+
+
+def _kernel_stride_pads(op: Op, args: RowArgs, kh: int, kw: int) -> tuple:
     sh, sw = stride_pair(args, (1, 1))
     pads = padding_for(args.opt("pad", op.options["pad"]), (kh, kw), (sh, sw),
                        (args.x.h, args.x.w), args.opt_loc("pad"))
@@ -16,12 +28,7 @@ def _kernel_stride_pads(op: Op, args: RowArgs, kh: int, kw: int) -> dict:
     if out_h < 1 or out_w < 1:
         raise ArchError(f"a {kh}x{kw} filter does not fit the {args.x.h}x{args.x.w} input", args.filter_loc,
                         "use pad=same, a smaller filter or a larger input")
-    return {"kernel": (kh, kw), "stride": (sh, sw), "pads": pads}
-
-
-def _window_shape(attrs: dict, x: TensorShape, channels: int) -> TensorShape:
-    (kh, kw), (sh, sw), (t, l, b, r) = attrs["kernel"], attrs["stride"], attrs["pads"]
-    return TensorShape(window_out(x.h, kh, sh, t, b), window_out(x.w, kw, sw, l, r), channels)
+    return (kh, kw), (sh, sw), pads
 
 
 @register
@@ -34,8 +41,9 @@ class Conv(Op):
     filter_form = "KxKxCinxCout (e.g. 3x3x32x64)"
     options = {"pad": "same", "bias": False, "groups": 1, "width": "scaled"}
     folds_bn = takes_activation = True
+    attrs_type = ConvAttrs
 
-    def configure(self, args: RowArgs) -> dict:
+    def configure(self, args: RowArgs) -> ConvAttrs:
         self.check_options(args)
         if args.dw:
             raise ArchError("'conv' with a 'dw' filter", args.op_loc, "a depthwise row is written 'conv dw'")
@@ -49,28 +57,28 @@ class Conv(Op):
         if args.x.c % groups or cout % groups:
             raise ArchError(f"groups={groups} must divide the input ({args.x.c}) and output ({cout}) channels",
                             args.opt_loc("groups"))
-        attrs = _kernel_stride_pads(self, args, kh, kw)
-        attrs.update(out_channels=cout, groups=groups, bias=self.option_bool(args, "bias"))
-        return attrs
+        kernel, stride, pads = _kernel_stride_pads(self, args, kh, kw)
+        return ConvAttrs(kernel=kernel, stride=stride, pads=pads, out_channels=cout, groups=groups,
+                         bias=self.option_bool(args, "bias"))
 
     def out_shape(self, attrs, ins):
-        return _window_shape(attrs, ins[0], attrs["out_channels"])
+        return attrs.output(ins[0], attrs.out_channels)
 
     def param_shapes(self, attrs, ins):
-        kh, kw = attrs["kernel"]
-        cout = attrs["out_channels"]
-        params = {"weight": ParamSpec((cout, ins[0].c // attrs["groups"], kh, kw), "weight")}
-        if attrs["bias"]:
+        kh, kw = attrs.kernel
+        cout = attrs.out_channels
+        params = {"weight": ParamSpec((cout, ins[0].c // attrs.groups, kh, kw), "weight")}
+        if attrs.bias:
             params["bias"] = ParamSpec((cout,), "bias")
         return params
 
     def macs(self, attrs, ins, out):
-        kh, kw = attrs["kernel"]
-        return kh * kw * (ins[0].c // attrs["groups"]) * out.c * out.h * out.w
+        kh, kw = attrs.kernel
+        return kh * kw * (ins[0].c // attrs.groups) * out.c * out.h * out.w
 
     def cost_type(self, attrs):
-        kh, kw = attrs["kernel"]
-        return f"Conv {kh}x{kw}" if attrs["groups"] == 1 else f"Conv {kh}x{kw} (grouped)"
+        kh, kw = attrs.kernel
+        return f"Conv {kh}x{kw}" if attrs.groups == 1 else f"Conv {kh}x{kw} (grouped)"
 
 
 @register
@@ -84,20 +92,21 @@ class ConvDW(Op):
     filter_form = "KxKxC dw (e.g. 3x3x64 dw)"
     options = {"pad": "same", "bias": False, "multiplier": 1}
     folds_bn = takes_activation = True
+    attrs_type = ConvAttrs
 
-    def configure(self, args: RowArgs) -> dict:
+    def configure(self, args: RowArgs) -> ConvAttrs:
         self.check_options(args)
         kh, kw, c = self.need_filter(args, (3,))
         args.check_declared(2, args.x.c, "channels", "a depthwise filter KxKxC has one filter per input channel")
         mult = self.option_number(args, "multiplier", integer=True, low=1)
-        attrs = _kernel_stride_pads(self, args, kh, kw)
-        attrs.update(out_channels=args.x.c * mult, groups=args.x.c, bias=self.option_bool(args, "bias"))
-        return attrs
+        kernel, stride, pads = _kernel_stride_pads(self, args, kh, kw)
+        return ConvAttrs(kernel=kernel, stride=stride, pads=pads, out_channels=args.x.c * mult, groups=args.x.c,
+                         bias=self.option_bool(args, "bias"))
 
     out_shape = Conv.out_shape
     param_shapes = Conv.param_shapes
     macs = Conv.macs
 
     def cost_type(self, attrs):
-        kh, kw = attrs["kernel"]
+        kh, kw = attrs.kernel
         return f"Conv DW {kh}x{kw}"

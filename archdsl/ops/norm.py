@@ -1,8 +1,15 @@
 """Batch normalisation (inference form: running statistics)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..ir import ParamSpec
-from .base import Op, RowArgs, register
+from .base import Attrs, Op, RowArgs, register
+
+
+@dataclass(frozen=True)
+class BatchNormAttrs(Attrs):
+    eps: float  # added to the running variance
 
 
 @register
@@ -13,11 +20,12 @@ class BatchNorm(Op):
     options = {"eps": 1e-5}
     elementwise = True
     takes_activation = True  # a BN that cannot fold (after an add) still runs its activation in one pass
+    attrs_type = BatchNormAttrs
 
-    def configure(self, args: RowArgs) -> dict:
+    def configure(self, args: RowArgs) -> BatchNormAttrs:
         super().configure(args)
         self.check_options(args)
-        return {"eps": float(self.option_number(args, "eps", low=0.0))}
+        return BatchNormAttrs(eps=float(self.option_number(args, "eps", low=0.0)))
 
     def param_shapes(self, attrs, ins):
         c = (ins[0].c,)

@@ -1,10 +1,23 @@
 """Pooling: average and max over a window, or over the whole map (global)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..errors import ArchError
-from ..ir import TensorShape
 from ..quant.rules import Int8Rule
-from .base import Op, RowArgs, padding_for, register, stride_pair, window_out
+from .base import Op, RowArgs, Window, padding_for, register, stride_pair, window_out
+
+
+@dataclass(frozen=True)
+class PoolAttrs(Window):
+    """A pool's window; `is_global`: one window over the whole map, whatever its size (the kernel
+    is the map's size at this spec's parameters)."""
+
+    is_global: bool
+
+    @property
+    def slides(self) -> bool:
+        return not self.is_global
 
 
 class _Pool(Op):
@@ -13,8 +26,9 @@ class _Pool(Op):
     options = {"pad": "valid"}
     flags = ("global",)
     always_global = False
+    attrs_type = PoolAttrs
 
-    def configure(self, args: RowArgs) -> dict:
+    def configure(self, args: RowArgs) -> PoolAttrs:
         self.check_options(args)
         x = args.x
         is_global = self.always_global or "global" in {f.lower() for f in args.flags}
@@ -27,7 +41,7 @@ class _Pool(Op):
                 if args.at_defaults and (kh, kw) != (x.h, x.w):
                     raise ArchError(f"global pool window printed as {kh}x{kw}, but the map is {x.h}x{x.w}",
                                     args.filter_loc)
-            return {"kernel": (x.h, x.w), "stride": (1, 1), "pads": (0, 0, 0, 0), "global": True}
+            return PoolAttrs(kernel=(x.h, x.w), stride=(1, 1), pads=(0, 0, 0, 0), is_global=True)
         kh, kw = self.need_filter(args, (2,))
         sh, sw = stride_pair(args, (kh, kw))  # the stride defaults to the window, axis by axis
         pads = padding_for(args.opt("pad", "valid"), (kh, kw), (sh, sw), (x.h, x.w), args.opt_loc("pad"))
@@ -40,12 +54,10 @@ class _Pool(Op):
         if out_h < 1 or out_w < 1:
             raise ArchError(f"a {kh}x{kw} pool does not fit the {x.h}x{x.w} input", args.filter_loc,
                             "write `global` to pool over the whole map whatever its size")
-        return {"kernel": (kh, kw), "stride": (sh, sw), "pads": pads, "global": False}
+        return PoolAttrs(kernel=(kh, kw), stride=(sh, sw), pads=pads, is_global=False)
 
     def out_shape(self, attrs, ins):
-        (kh, kw), (sh, sw), (t, l, b, r) = attrs["kernel"], attrs["stride"], attrs["pads"]
-        x = ins[0]
-        return TensorShape(window_out(x.h, kh, sh, t, b), window_out(x.w, kw, sw, l, r), x.c)
+        return attrs.output(ins[0], ins[0].c)
 
 
 @register

@@ -1,9 +1,29 @@
 """ShuffleNet's channel ops: a split of the channels into equal parts, and the channel shuffle."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..errors import ArchError
 from ..ir import TensorShape
-from .base import Op, RowArgs, register
+from .base import Attrs, Op, RowArgs, register
+
+
+@dataclass(frozen=True)
+class SplitAttrs(Attrs):
+    """Part `take` (counted from 1) of `parts` equal groups of the channels."""
+
+    parts: int
+    take: int
+
+    def channel_range(self, channels: int) -> tuple[int, int]:
+        """[first, end) channels of the input the split keeps."""
+        part = channels // self.parts
+        return (self.take - 1) * part, self.take * part
+
+
+@dataclass(frozen=True)
+class ShuffleAttrs(Attrs):
+    groups: int
 
 
 @register
@@ -14,8 +34,9 @@ class ChannelSplit(Op):
            "take=1 in one branch, take=2 in the other).")
     options = {"parts": 2, "take": 1}
     import_kind = "split"
+    attrs_type = SplitAttrs
 
-    def configure(self, args: RowArgs) -> dict:
+    def configure(self, args: RowArgs) -> SplitAttrs:
         super().configure(args)
         self.check_options(args)
         parts = self.option_number(args, "parts", integer=True, low=2)
@@ -25,17 +46,11 @@ class ChannelSplit(Op):
                             f"take= counts the parts from 1 to {parts}")
         if args.x.c % parts:
             raise ArchError(f"{args.x.c} channels do not split into {parts} equal parts", args.op_loc)
-        return {"parts": parts, "take": take}
+        return SplitAttrs(parts=parts, take=take)
 
     def out_shape(self, attrs, ins):
         x = ins[0]
-        return TensorShape(x.h, x.w, x.c // attrs["parts"])
-
-
-def split_range(attrs: dict, channels: int) -> tuple[int, int]:
-    """[first, end) channels of the input a channel split keeps."""
-    part = channels // attrs["parts"]
-    return (attrs["take"] - 1) * part, attrs["take"] * part
+        return TensorShape(x.h, x.w, x.c // attrs.parts)
 
 
 @register
@@ -46,11 +61,12 @@ class ChannelShuffle(Op):
            "transposed, so output channel j·groups + i is input channel i·C/groups + j.")
     options = {"groups": 2}
     import_kind = "shuffle"
+    attrs_type = ShuffleAttrs
 
-    def configure(self, args: RowArgs) -> dict:
+    def configure(self, args: RowArgs) -> ShuffleAttrs:
         super().configure(args)
         self.check_options(args)
         groups = self.option_number(args, "groups", integer=True, low=1)
         if args.x.c % groups:
             raise ArchError(f"groups={groups} must divide the {args.x.c} channels", args.opt_loc("groups"))
-        return {"groups": groups}
+        return ShuffleAttrs(groups=groups)

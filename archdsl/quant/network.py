@@ -17,6 +17,8 @@ import numpy as np
 from ..analysis.schedule import Step, schedule
 from ..errors import ArchError, Loc
 from ..ir import Graph, Node
+from ..ops.base import Window
+from ..ops.conv import ConvAttrs
 from . import arithmetic as A
 from .rules import Int8Rule, int8_ops, rule_for
 
@@ -168,9 +170,12 @@ def _clamp(q: QStep) -> None:
 
 
 def _geometry(q: QStep) -> None:
-    for key in ("kernel", "stride", "pads", "groups"):
-        if key in q.main.attrs:
-            q.attrs[key] = q.main.attrs[key]
+    """The window (and groups) of the op, copied beside its quantization parameters."""
+    a = q.main.attrs
+    if isinstance(a, Window):
+        q.attrs.update(kernel=a.kernel, stride=a.stride, pads=a.pads)
+    if isinstance(a, ConvAttrs):
+        q.attrs["groups"] = a.groups
 
 
 def _conv_params(q: QStep, weights: dict) -> None:

@@ -9,7 +9,6 @@ from typing import Callable
 import numpy as np
 
 from ... import ops
-from ...ops.shuffle import split_range
 from ...errors import ArchError
 from ...weights import bn_scale_shift
 from . import layout
@@ -132,8 +131,8 @@ def _call(fn: str, *args) -> str:
 def _conv(e: Emitter, step) -> list[str]:
     n = step.main
     a, x, y = n.attrs, n.in_shapes[0], n.out_shape
-    (kh, kw), (sh, sw), (pt, pl, _, _) = a["kernel"], a["stride"], a["pads"]
-    if (kh, kw) == (1, 1) and (sh, sw) == (1, 1) and pt == pl == 0 and a["groups"] == 1 and (y.h, y.w) == (x.h, x.w):
+    (kh, kw), (sh, sw), (pt, pl, _, _) = a.kernel, a.stride, a.pads
+    if (kh, kw) == (1, 1) and (sh, sw) == (1, 1) and pt == pl == 0 and a.groups == 1 and (y.h, y.w) == (x.h, x.w):
         panel = layout.pointwise_panel(y.c, x.c)
         w, b = e.folded_weights(step, lambda m: layout.pack_panels(m, panel),
                                 f"packed in panels of {panel} output channels" if panel > 1 else "")
@@ -141,17 +140,17 @@ def _conv(e: Emitter, step) -> list[str]:
         return [_call("arch_conv1x1", e.t(n.inputs[0]), x.c, x.h * x.w, w, panel, b, y.c, e.t(step.output),
                       act_of(step))]
     w, b = e.folded_weights(step)
-    if a["groups"] == x.c and a["groups"] > 1:  # depthwise written as a grouped conv
+    if a.groups == x.c and a.groups > 1:  # depthwise written as a grouped conv
         return _dw_call(e, step, w, b)
     e.use("rt_conv.c")
-    return [_call("arch_conv2d", e.t(n.inputs[0]), x.c, x.h, x.w, w, b, y.c, a["groups"], kh, kw, sh, sw, pt, pl,
+    return [_call("arch_conv2d", e.t(n.inputs[0]), x.c, x.h, x.w, w, b, y.c, a.groups, kh, kw, sh, sw, pt, pl,
                   e.t(step.output), y.h, y.w, act_of(step))]
 
 
 def _dw_call(e: Emitter, step, w: str, b: str) -> list[str]:
     n = step.main
     a, x, y = n.attrs, n.in_shapes[0], n.out_shape
-    (kh, kw), (sh, sw), (pt, pl, _, _) = a["kernel"], a["stride"], a["pads"]
+    (kh, kw), (sh, sw), (pt, pl, _, _) = a.kernel, a.stride, a.pads
     e.use("rt_dwconv.c")
     if step.output in e.scratch:  # in place through a one-plane buffer (analysis.memory)
         e.use("rt_dwconv_inplace.c")
@@ -226,7 +225,7 @@ def _split(e: Emitter, step) -> list[str]:
     """A channel split: its channels are one contiguous run of the NCHW input."""
     n = step.main
     x = n.in_shapes[0]
-    first, end = split_range(n.attrs, x.c)
+    first, end = n.attrs.channel_range(x.c)
     e.use("rt_eltwise.c")
     return [_call("arch_copy", f"{e.t(n.inputs[0])} + {first * x.h * x.w}", e.t(step.output), (end - first) * x.h * x.w)]
 
@@ -235,7 +234,7 @@ def _shuffle(e: Emitter, step) -> list[str]:
     n = step.main
     x = n.in_shapes[0]
     e.use("rt_eltwise.c")
-    return [_call("arch_channel_shuffle", e.t(n.inputs[0]), e.t(step.output), x.c, x.h * x.w, n.attrs["groups"])]
+    return [_call("arch_channel_shuffle", e.t(n.inputs[0]), e.t(step.output), x.c, x.h * x.w, n.attrs.groups)]
 
 
 def _pool(kernel: str, global_kernel: str) -> Callable:
@@ -243,9 +242,9 @@ def _pool(kernel: str, global_kernel: str) -> Callable:
         n = step.main
         a, x, y = n.attrs, n.in_shapes[0], n.out_shape
         e.use("rt_pool.c")
-        if a.get("global"):
+        if a.is_global:
             return [_call(global_kernel, e.t(n.inputs[0]), x.c, x.h * x.w, e.t(step.output))]
-        (kh, kw), (sh, sw), (pt, pl, _, _) = a["kernel"], a["stride"], a["pads"]
+        (kh, kw), (sh, sw), (pt, pl, _, _) = a.kernel, a.stride, a.pads
         return [_call(kernel, e.t(n.inputs[0]), x.c, x.h, x.w, kh, kw, sh, sw, pt, pl, e.t(step.output), y.h, y.w)]
 
     return lower

@@ -238,7 +238,7 @@ def _qpool(kernel: str) -> Callable:
     def lower(e: QEmitter, q) -> list[str]:
         n, a = q.main, q.attrs
         x, y = n.in_shapes[0], q.out_shape
-        if n.attrs.get("global"):
+        if n.attrs.is_global:
             (kh, kw), (sh, sw), (pt, pl) = (x.h, x.w), (1, 1), (0, 0)
         else:
             (kh, kw), (sh, sw), (pt, pl, _, _) = a["kernel"], a["stride"], a["pads"]

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ... import ops
-from ...ops.shuffle import split_range
 from ...ir import Node
 from ..common import number
 
@@ -56,38 +55,38 @@ def _pad_arg(pads) -> str:
 
 def _conv(n: Node, ranks) -> Lowering:
     a = n.attrs
-    sym = _symmetric(a["pads"])
-    pad = None if sym is not None else f"nn.ZeroPad2d({_pad_arg(a['pads'])})"
+    sym = _symmetric(a.pads)
+    pad = None if sym is not None else f"nn.ZeroPad2d({_pad_arg(a.pads)})"
     padding = sym if sym is not None else (0, 0)
-    cin, cout, groups = n.in_shapes[0].c, a["out_channels"], a["groups"]
+    cin, cout, groups = n.in_shapes[0].c, a.out_channels, a.groups
     module = "nn.Conv2d(" + _args(
-        number(cin), number(cout), _pair(a["kernel"]),
-        stride=_pair(a["stride"]) if tuple(a["stride"]) != (1, 1) else None,
+        number(cin), number(cout), _pair(a.kernel),
+        stride=_pair(a.stride) if tuple(a.stride) != (1, 1) else None,
         padding=_pair(padding) if tuple(padding) != (0, 0) else None,
         groups=number(groups) if groups != 1 else None,
-        bias=None if a["bias"] else "False") + ")"
+        bias=None if a.bias else "False") + ")"
     return Lowering(module=module, pad=pad, in_rank=4)
 
 
 def _bn(n: Node, ranks) -> Lowering:
-    eps = float(n.attrs["eps"])
+    eps = float(n.attrs.eps)
     kind = "nn.BatchNorm1d" if ranks[0] == 2 else "nn.BatchNorm2d"
     return Lowering(module=f"{kind}(" + _args(number(n.out_shape.c), eps=None if eps == 1e-5 else number(eps)) + ")")
 
 
 def _window(n: Node) -> dict:
     a = n.attrs
-    return {"kernel": _pair(a["kernel"]),
-            "stride": _pair(a["stride"]) if tuple(a["stride"]) != tuple(a["kernel"]) else None}
+    return {"kernel": _pair(a.kernel),
+            "stride": _pair(a.stride) if tuple(a.stride) != tuple(a.kernel) else None}
 
 
 def _avg_pool(n: Node, ranks) -> Lowering:
     a = n.attrs
-    if a.get("global"):
+    if a.is_global:
         return Lowering(module="nn.AdaptiveAvgPool2d(1)", in_rank=4)
     w = _window(n)
-    sym = _symmetric(a["pads"])
-    (kh, kw) = a["kernel"]
+    sym = _symmetric(a.pads)
+    (kh, kw) = a.kernel
     if sym is not None and sym[0] <= kh // 2 and sym[1] <= kw // 2:
         padded = sym != (0, 0)
         return Lowering(module="nn.AvgPool2d(" + _args(
@@ -96,27 +95,27 @@ def _avg_pool(n: Node, ranks) -> Lowering:
     # Asymmetric (TensorFlow SAME) or wider than half the window: a helper that still
     # averages over the real pixels only.
     return Lowering(module="PaddedAvgPool2d(" + _args(
-        _pair(a["kernel"]), _pair(a["stride"]), _pad_arg(a["pads"])) + ")", in_rank=4, helper="PaddedAvgPool2d")
+        _pair(a.kernel), _pair(a.stride), _pad_arg(a.pads)) + ")", in_rank=4, helper="PaddedAvgPool2d")
 
 
 def _max_pool(n: Node, ranks) -> Lowering:
     a = n.attrs
-    if a.get("global"):
+    if a.is_global:
         return Lowering(module="nn.AdaptiveMaxPool2d(1)", in_rank=4)
     w = _window(n)
-    sym = _symmetric(a["pads"])
-    (kh, kw) = a["kernel"]
+    sym = _symmetric(a.pads)
+    (kh, kw) = a.kernel
     if sym is not None and sym[0] <= kh // 2 and sym[1] <= kw // 2:
         return Lowering(module="nn.MaxPool2d(" + _args(
             w["kernel"], stride=w["stride"], padding=_pair(sym) if sym != (0, 0) else None) + ")", in_rank=4)
     return Lowering(module="nn.MaxPool2d(" + _args(w["kernel"], stride=w["stride"]) + ")",
-                    pad=f'nn.ConstantPad2d({_pad_arg(a["pads"])}, float("-inf"))', in_rank=4)
+                    pad=f'nn.ConstantPad2d({_pad_arg(a.pads)}, float("-inf"))', in_rank=4)
 
 
 def _fc(n: Node, ranks) -> Lowering:
     a = n.attrs
-    return Lowering(module="nn.Linear(" + _args(number(n.in_shapes[0].numel), number(a["out_features"]),
-                                                bias=None if a["bias"] else "False") + ")", in_rank=2)
+    return Lowering(module="nn.Linear(" + _args(number(n.in_shapes[0].numel), number(a.out_features),
+                                                bias=None if a.bias else "False") + ")", in_rank=2)
 
 
 def _module(text: str, **kw) -> Callable[[Node, tuple], Lowering]:
@@ -126,17 +125,17 @@ def _module(text: str, **kw) -> Callable[[Node, tuple], Lowering]:
 
 
 def _dropout(n: Node, ranks) -> Lowering:
-    return Lowering(module=f"nn.Dropout({number(float(n.attrs['p']))})")
+    return Lowering(module=f"nn.Dropout({number(float(n.attrs.p))})")
 
 
 def _split(n: Node, ranks) -> Lowering:
-    first, end = split_range(n.attrs, n.in_shapes[0].c)
+    first, end = n.attrs.channel_range(n.in_shapes[0].c)
     return Lowering(expr=f"{{0}}[:, {first}:{end}]", in_rank=4)
 
 
 def _shuffle(n: Node, ranks) -> Lowering:
     """torchvision's channel_shuffle, written out."""
-    g = n.attrs["groups"]
+    g = n.attrs.groups
     return Lowering(expr=f"{{0}}.unflatten(1, ({g}, -1)).transpose(1, 2).flatten(1, 2)", in_rank=4)
 
 

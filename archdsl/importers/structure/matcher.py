@@ -9,6 +9,7 @@ import numpy as np
 
 from ...errors import ArchError
 from ...ir import Graph, Node
+from ...ops.base import Window, padding_for
 from .diagnostics import (_distinct_rows, _Item, _ir_sig, _ir_words, _line, _loc, _model_sig, _model_words, _Unit,
                           _unit_words, _units, _words, filter_words)
 from .kinds import BN_LOCALS, IR_KINDS, MAIN_KINDS, conv_kind
@@ -45,7 +46,7 @@ def _ir_nodes(graph: Graph) -> list[_G]:
         if kind is None:
             raise ArchError(f"importing weights into '{n.op.name}' rows is not supported yet", _loc(n))
         if kind in ("conv", "dwconv"):
-            kind = conv_kind(int(n.attrs.get("groups", 1)), n.in_shapes[0].c)
+            kind = conv_kind(int(n.attrs.groups), n.in_shapes[0].c)
         out.append(_G(kind, list(n.inputs), n.name, n))
     return out
 
@@ -205,31 +206,30 @@ class _Matcher:
             self.pair_bn(node, op)
 
     def check_geometry(self, node: Node, op: ModelOp, g: _G) -> None:
-        if "stride" not in node.attrs:
+        a = node.attrs
+        if not isinstance(a, Window):
             return
-        if op.stride is not None and tuple(op.stride) != tuple(node.attrs["stride"]):
+        if op.stride is not None and tuple(op.stride) != tuple(a.stride):
             sh, sw = op.stride
-            raise self.error(node, f"this row has stride {_fmt_pair(node.attrs['stride'])}; "
+            raise self.error(node, f"this row has stride {_fmt_pair(a.stride)}; "
                                    f"the model's {op.short()} has stride {_fmt_pair((sh, sw))}",
                              "a missing or extra row before this one, or a wrong /sN?")
         want = None
-        from ...ops.base import padding_for
-
         if op.padding == "same" and g.extra_pads is None:
             x = node.in_shapes[0]
-            want = padding_for("same_tf", tuple(node.attrs["kernel"]), tuple(node.attrs["stride"]), (x.h, x.w), None)
+            want = padding_for("same_tf", tuple(a.kernel), tuple(a.stride), (x.h, x.w), None)
             how = "TensorFlow SAME"
         elif isinstance(op.padding, tuple):
             want = tuple(op.padding)
             if g.extra_pads is not None:
                 want = tuple(a + b for a, b in zip(want, g.extra_pads))
             how = "explicit"
-        if want is not None and tuple(want) != tuple(node.attrs["pads"]):
+        if want is not None and tuple(want) != tuple(a.pads):
             hint = ("write pad=same_tf on the row (or `defaults conv: pad=same_tf`): TensorFlow's SAME pads the odd "
                     "pixel after" if how == "TensorFlow SAME" else
                     f"write pad= on the row to match (top, left, bottom, right) = {tuple(want)}")
             raise self.error(node, f"padding: the model's {op.short()} pads (top, left, bottom, right) = "
-                                   f"{tuple(want)} ({how}), the spec's row {tuple(node.attrs['pads'])}", hint)
+                                   f"{tuple(want)} ({how}), the spec's row {tuple(a.pads)}", hint)
 
     def pair_main(self, node: Node, kind: str, op: ModelOp) -> None:
         w = op.params["weight"]
@@ -270,7 +270,7 @@ class _Matcher:
     def identity_bn(self, bn: Node, beta: np.ndarray | None, beta_name: str) -> None:
         """The BN after a conv whose model has it folded: γ = 1, β = 0 (or the folded bias when the
         conv row has none), mean = 0, var = 1 − eps, so that γ/√(var + eps) = 1."""
-        eps = float(bn.attrs.get("eps", 1e-5))
+        eps = float(bn.attrs.eps)
         c = int(bn.params["weight"].shape[0])
         values = {
             "weight": np.ones(c, np.float32),
@@ -289,7 +289,7 @@ class _Matcher:
                                 "BN folded in the model: " + " ".join(what[q] for q in quiet)))
 
     def pair_bn(self, node: Node, op: ModelOp) -> None:
-        eps = float(node.attrs.get("eps", 1e-5))
+        eps = float(node.attrs.eps)
         if op.eps is not None and not np.isclose(op.eps, eps, rtol=1e-6, atol=0.0):
             raise self.error(node, f"batchnorm eps: the model's {op.short()} has eps={op.eps:g}, "
                                    f"the spec's {eps:g}",
