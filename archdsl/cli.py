@@ -137,6 +137,9 @@ PATCH_PREFIX_HELP = ("Run the schedule's first steps tile by tile up to this ste
 PATCH_GRID_HELP = ("Tiles of the patch prefix's output map, ROWSxCOLS (e.g. 3x3); auto (default) picks the grid "
                    "with the smallest arena, none turns patches off.")
 BUDGET_HELP = "Most recomputed mult-adds a patch plan may add, as a fraction of the network's (default 0.10)."
+INPUT_OUTSIDE_HELP = ("The network reads its input from the caller's buffer (in flash, or a frame buffer the "
+                      "application keeps anyway) instead of a copy in the arena; the arena is then the "
+                      "activations alone. The C API becomes <p>_invoke_on(input).")
 
 @app.command()
 @user_errors
@@ -154,12 +157,14 @@ def stats(
     patch_prefix: Optional[str] = typer.Option(None, "--patch-prefix", metavar="STEPS|NAME", help=PATCH_PREFIX_HELP),
     patch_grid: Optional[str] = typer.Option(None, "--patch-grid", metavar="RxC|auto|none", help=PATCH_GRID_HELP),
     budget: float = typer.Option(0.10, "--recompute-budget", metavar="FRACTION", help=BUDGET_HELP),
+    input_outside: bool = typer.Option(False, "--input-outside-arena", help=INPUT_OUTSIDE_HELP),
     plot_memory: Optional[Path] = typer.Option(None, "--plot-memory", metavar="FILE.png",
                                                help="Draw the live activation bytes per step, layer by layer "
                                                     "against patched (needs matplotlib)."),
     int8: bool = typer.Option(False, "--int8",
                               help="Also the int8 build's figures: flash per layer (int8 weights, int32 "
-                                   "biases, multipliers and shifts) and the int8 arena."),
+                                   "biases, multipliers and shifts) and the int8 arena; the activation memory "
+                                   "table is then in int8 bytes."),
 ):
     """Parameters, mult-adds and activation memory, per layer, per layer type and in total."""
     from . import report
@@ -196,10 +201,12 @@ def stats(
     else:
         graph = load_graph(spec, set_)
         text = report.render_stats(graph, fmt, by)
-        if by is None and fmt != "csv" or plot_memory or patch_prefix or patch_grid:
+        if by is None and fmt != "csv" or plot_memory or patch_prefix or patch_grid or input_outside:
             from .analysis.patch import memory_report
 
-            rep = memory_report(graph, prefix=patch_prefix, grid=patch_grid, budget=budget)
+            # with --int8, the arena of the int8 build: the same plans at one byte per element
+            rep = memory_report(graph, elem_bytes=1 if int8 else 4, prefix=patch_prefix, grid=patch_grid,
+                                budget=budget, input_in_arena=not input_outside)
             if fmt == "json":
                 import json
 

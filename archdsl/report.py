@@ -303,6 +303,9 @@ def memory_rows(rep) -> list[list[str]]:
             ["arena with in-place depthwise and patches", _mib(rep.patched.arena_bytes)],
             ["recomputed mult-adds", f"{p.extra_macs:,} (+{100 * p.extra_fraction:.2f}% of {p.network_macs:,})"],
         ]
+    if not rep.input_in_arena:
+        rows.append(["input, outside the arena (read from the caller's buffer)",
+                     _mib(rep.input_bytes)])
     rows.append(["remaining peak", rep.peak_where()])
     return rows
 
@@ -315,6 +318,7 @@ def memory_json(rep) -> dict:
         "arena_plain_bytes": rep.plain.arena_bytes,
         "arena_inplace_dw_bytes": rep.inplace.arena_bytes,
         "arena_patched_bytes": rep.patched.arena_bytes,
+        "input_in_arena": rep.input_in_arena,
         "patch": None if p is None else {"prefix_steps": p.prefix, "prefix_output": p.output, "grid": list(p.grid),
                                          "extra_macs": p.extra_macs, "extra_fraction": round(p.extra_fraction, 6)},
         "peak": rep.peak_where(),

@@ -111,3 +111,14 @@ def test_compile_memory_options(tmp_path):
     res = CliRunner().invoke(app, ["compile", spec, "-t", "c", "-o", str(tmp_path / "bad"), "--patch-grid", "0x0",
                                    "--patch-prefix", "dw2"])
     assert res.exit_code != 0 and "does not fit" in res.output and "Traceback" not in res.output
+
+
+@needs_cc
+def test_mobilenet_v2_input_outside_the_arena(tmp_path):
+    """MobileNetV2 0.35 at 96x96 (fp32) with its chosen plan and the input read from the caller's
+    buffer: the arena `stats` reports, the untiled reference's output."""
+    graph = load_graph("mobilenet_v2.arch", alpha=0.35, rho=96 / 224, classes=10)
+    rep = patch.memory_report(graph, input_in_arena=False)
+    assert rep.patch is not None and rep.patched.arena_bytes < patch.memory_report(graph).patched.arena_bytes
+    _check(graph, rep.patched, tmp_path, what="mobilenet_v2 input outside")
+    assert "int net_invoke_on(const float *in);" in (tmp_path / "net.h").read_text()

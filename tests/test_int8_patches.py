@@ -182,3 +182,66 @@ def test_compile_int8_memory_options(tmp_path):
     assert f"arena: {rep.patched.arena_bytes:,} B (plain {rep.plain.arena_bytes:,} B;" in res.stdout
     assert f"#define T_ARENA_BYTES {rep.patched.arena_bytes} " in (tmp_path / "c" / "t.h").read_text()
     assert "arch_paste(" in (tmp_path / "c" / "t.c").read_text()
+
+
+# ---------------------------------------------------------------- the input outside the arena
+
+@needs_cc
+@pytest.mark.parametrize("patched", [False, True], ids=["whole", "patched"])
+def test_c_int8_input_outside_the_arena(patched, tmp_path):
+    """The first step reads the caller's buffer (a `const` pointer: under -Werror no kernel can
+    write it) whole or tile by tile; the arena holds no input; every value as the untiled run."""
+    graph, q, net, x = small(GEOMETRIES[2])
+    steps = schedule(graph)
+    p = patch.prefixes(graph, steps)[-1]
+    plan = plan_memory(graph, steps, 1, inplace_dw=patched, input_in_arena=False,
+                       patches=patch.make(graph, steps, p, (3, 2)) if patched else None)
+    inside = plan_memory(graph, steps, 1, inplace_dw=patched, patches=plan.patches)
+    assert plan.arena_bytes < inside.arena_bytes
+    _check_c(graph, q, net, x, plan, tmp_path, sanitize=True, what="input outside")
+    h = (tmp_path / "net.h").read_text()
+    assert "int net_invoke_on(const int8_t *in);" in h and "net_input(" not in h
+
+
+@needs_mcu
+def test_vww_int8_arena_goal_on_cortex_m4(tmp_path):
+    """Issue 14's goal: VWW int8 in at most 32,768 B of arena with at most 10% more mult-adds, with
+    the input read from the caller's buffer; the .bss of the Cortex-M4 build is that arena, and
+    the outputs are the untiled run's (hence TensorFlow Lite Micro's) on host and M4."""
+    graph, net, _, x = _vww()
+    x = x[[0, 1, -2, -1]]
+    rep = patch.memory_report(graph, elem_bytes=1, input_in_arena=False)
+    assert rep.patched.arena_bytes <= 32_768 and rep.patch.extra_fraction <= 0.10
+    c_target.compile(graph, net, tmp_path, "net", memory=rep.patched)
+    want = run_int8(net, x)[0].reshape(len(x), -1)
+    np.testing.assert_array_equal(c_target.run(tmp_path, "net", x, sanitize=True).reshape(want.shape), want)
+    b = c_target.build_mcu(tmp_path, "net", "cortex-m4")
+    assert b.arena_bytes == rep.patched.arena_bytes
+    np.testing.assert_array_equal(c_target.run_mcu(b, x, graph.output_shape.numel).output, want)
+
+
+def test_stats_and_compile_input_outside(tmp_path):
+    """`stats --int8 --input-outside-arena` prints the arena the C build allocates and the input row."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from archdsl.cli import app
+    from conftest import SPECS, load_graph
+
+    spec = str(SPECS / "vww_mobilenet_v1.arch")
+    res = CliRunner().invoke(app, ["stats", spec, "--int8", "--input-outside-arena", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.output)["memory"]
+    graph = load_graph("vww_mobilenet_v1.arch")
+    rep = patch.memory_report(graph, elem_bytes=1, input_in_arena=False)
+    assert m["arena_patched_bytes"] == rep.patched.arena_bytes and m["input_in_arena"] is False
+    res = CliRunner().invoke(app, ["stats", spec, "--int8", "--input-outside-arena"])
+    assert "input, outside the arena" in res.output and "27,648 B" in res.output
+    res = CliRunner().invoke(app, ["compile", spec, "-t", "c", "-o", str(tmp_path / "c"), "--input-outside-arena"])
+    assert res.exit_code == 0, res.output
+    assert "the input, 110,592 B, read from the caller's buffer" in res.stdout
+    h = (tmp_path / "c" / "vww_mobilenet_v1.h").read_text()
+    assert "vww_mobilenet_v1_invoke_on(const float *in)" in h
+    res = CliRunner().invoke(app, ["compile", spec, "-t", "numpy", "-o", str(tmp_path / "np"), "--input-outside-arena"])
+    assert res.exit_code != 0 and "C target only" in res.output and "Traceback" not in res.output

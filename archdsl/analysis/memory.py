@@ -20,6 +20,10 @@ Two options go below the layer-by-layer floor (the largest input + output of one
   as each tile runs the same steps into the same buffers).
 
 Sizes are in bytes from `elem_bytes` per element, so one plan serves fp32 and int8.
+
+With `input_in_arena=False` the network input is not in the arena: the steps read it where the
+caller keeps it (a camera frame, an image in flash), and nothing writes over it. The arena is then
+the activations alone; the caller's buffer is RAM too unless it is in flash or needed anyway.
 """
 from __future__ import annotations
 
@@ -53,6 +57,7 @@ class MemoryPlan:
     crop_buffer_of: dict[tuple[int, int], int] = field(default_factory=dict)  # (step, input) -> crop buffer
     patches: object = None  # the analysis.patch.PatchPlan planned for, if any
     elem_bytes: int = 4  # bytes per element the sizes were planned at (4: float, 1: int8)
+    input_in_arena: bool = True  # False: the network input is read from the caller's buffer
 
     def offset(self, tensor: str) -> int:
         return self.buffers[self.buffer_of[tensor]].offset
@@ -102,9 +107,9 @@ class _Buffers:
 
 
 def plan_memory(graph: Graph, steps: list[Step] | None = None, elem_bytes: int = 4, *,
-                inplace_dw: bool = False, patches=None) -> MemoryPlan:
+                inplace_dw: bool = False, patches=None, input_in_arena: bool = True) -> MemoryPlan:
     steps = steps if steps is not None else schedule(graph)
-    plan = _plan(graph, steps, elem_bytes, inplace_dw, patches, set())
+    plan = _plan(graph, steps, elem_bytes, inplace_dw, patches, set(), input_in_arena)
     if not inplace_dw:
         return plan
     # A downsampling depthwise in place keeps its large input buffer alive while its output
@@ -115,18 +120,19 @@ def plan_memory(graph: Graph, steps: list[Step] | None = None, elem_bytes: int =
     for k in range(start, len(steps)):
         st = steps[k]
         src = plan.buffers[plan.buffer_of[st.inputs[0]]]
-        if not (is_depthwise(st) and st.output not in plan.scratch_of and src.last == k):
+        if not (is_depthwise(st) and st.output not in plan.scratch_of and src.last == k) or (
+                not input_in_arena and src.index == plan.buffer_of[graph.input_name]):
             continue
         out = plan.buffers[plan.buffer_of[st.output]]
         plane = _aligned(st.out_shape.h * st.out_shape.w * elem_bytes)
         after = [live[j + 1] + src.size - out.size for j in range(k + 1, min(out.last, len(steps) - 1) + 1)]
         if max([live[k + 1] - out.size + plane, *after]) < live[k + 1]:
             taken.add(k)
-    return _plan(graph, steps, elem_bytes, inplace_dw, patches, taken) if taken else plan
+    return _plan(graph, steps, elem_bytes, inplace_dw, patches, taken, input_in_arena) if taken else plan
 
 
 def _plan(graph: Graph, steps: list[Step], elem_bytes: int, inplace_dw: bool, patches,
-          strided_in_place: set[int]) -> MemoryPlan:
+          strided_in_place: set[int], input_in_arena: bool = True) -> MemoryPlan:
     start = patches.prefix if patches is not None else 0
     last_read: dict[str, int] = {}
     for k, st in enumerate(steps):
@@ -143,7 +149,8 @@ def _plan(graph: Graph, steps: list[Step], elem_bytes: int, inplace_dw: bool, pa
         buffer_of[tensor] = index
         buffers[index].last = max(buffers[index].last, last_read.get(tensor, buffers[index].first))
 
-    assign(graph.input_name, bufs.new(graph.input_shape.numel, -1, -1, graph.input_name))
+    input_numel = graph.input_shape.numel if input_in_arena else 0  # else the caller's, read only
+    assign(graph.input_name, bufs.new(input_numel, -1, -1, graph.input_name))
     tiles: dict[str, int] = {}
     crops: dict[tuple[int, int], int] = {}
     if patches is not None:
@@ -158,7 +165,7 @@ def _plan(graph: Graph, steps: list[Step], elem_bytes: int, inplace_dw: bool, pa
         src = buffer_of[st.inputs[0]]
         # buf.last is the last read of every tensor in the buffer so far: in place is safe
         # when nothing reads the buffer after this step.
-        free = buffers[src].last == k
+        free = buffers[src].last == k and (input_in_arena or src != buffer_of[graph.input_name])
         numel = st.out_shape.numel
         if main.op.alias_input or (main.op.elementwise and free and bufs.fits(src, numel)):
             assign(st.output, src)
@@ -198,7 +205,7 @@ def _plan(graph: Graph, steps: list[Step], elem_bytes: int, inplace_dw: bool, pa
     for buf in buffers:
         buf.offset = best[buf.index]
     return MemoryPlan(buffer_of, buffers, best_arena, peak, live_bytes, scratch_of, tiles, crops, patches,
-                      elem_bytes)
+                      elem_bytes, input_in_arena)
 
 
 def _plan_tiles(bufs: _Buffers, graph: Graph, steps: list[Step], patches, inplace_dw: bool,

@@ -245,17 +245,19 @@ def resolve_prefix(graph: Graph, steps: list[Step], text: str) -> int:
 
 
 def choose(graph: Graph, steps: list[Step] | None = None, *, elem_bytes: int = 4,
-           budget: float = DEFAULT_BUDGET) -> "PatchPlan | None":
+           budget: float = DEFAULT_BUDGET, input_in_arena: bool = True) -> "PatchPlan | None":
     """The prefix and grid with the smallest arena (in-place depthwise on) whose extra mult-adds
     stay within `budget` (a fraction of the network's); None when no patch plan beats running whole."""
-    return _choose(graph, steps if steps is not None else schedule(graph), elem_bytes, budget)
+    return _choose(graph, steps if steps is not None else schedule(graph), elem_bytes, budget,
+                   input_in_arena=input_in_arena)
 
 
 def _choose(graph: Graph, steps: list[Step], elem_bytes: int, budget: float, only_prefix: int | None = None,
-            only_grid: tuple[int, int] | None = None) -> "PatchPlan | None":
+            only_grid: tuple[int, int] | None = None, input_in_arena: bool = True) -> "PatchPlan | None":
     from .memory import plan_memory
 
-    best_key = (plan_memory(graph, steps, elem_bytes, inplace_dw=True).arena_bytes, 0)
+    whole = plan_memory(graph, steps, elem_bytes, inplace_dw=True, input_in_arena=input_in_arena)
+    best_key = (whole.arena_bytes, 0)
     best_plan = None
     total = sum(n.macs for n in graph.nodes)
     ends = prefixes(graph, steps)
@@ -272,7 +274,8 @@ def _choose(graph: Graph, steps: list[Step], elem_bytes: int, budget: float, onl
             plan = make(graph, steps, p, (rows, cols))
             if plan.extra_macs > budget * total:
                 break  # finer grids only recompute more
-            arena = plan_memory(graph, steps, elem_bytes, inplace_dw=True, patches=plan).arena_bytes
+            arena = plan_memory(graph, steps, elem_bytes, inplace_dw=True, patches=plan,
+                                input_in_arena=input_in_arena).arena_bytes
             if (arena, plan.extra_macs) < best_key:
                 best_key, best_plan = (arena, plan.extra_macs), plan
     return best_plan
@@ -289,11 +292,13 @@ class MemoryReport:
     patched: object  # MemoryPlan with in-place depthwise and the patch plan (= inplace without one)
     patch: PatchPlan | None
     steps: list[Step]
+    input_in_arena: bool = True  # False: inplace and patched read the input from the caller's buffer
+    input_bytes: int = 0  # the network input's buffer (in the plain arena)
 
     def peak_where(self, plan=None) -> str:
         plan = plan or self.patched
         k = plan.peak_step
-        live = sorted(plan.live_at(k), key=lambda b: -b.size)
+        live = sorted((b for b in plan.live_at(k) if b.size), key=lambda b: -b.size)
         at = "before the first step" if k < 0 else f"at step {k} ({self.steps[k].output})"
         return f"{at}: " + ", ".join(f"{b.what} {b.size:,} B" for b in live)
 
@@ -314,16 +319,18 @@ def floor_bytes(graph: Graph, steps: list[Step], elem_bytes: int = 4) -> int:
 
 
 def memory_report(graph: Graph, *, elem_bytes: int = 4, prefix: str | None = None, grid: str | None = None,
-                  budget: float = DEFAULT_BUDGET) -> MemoryReport:
+                  budget: float = DEFAULT_BUDGET, input_in_arena: bool = True) -> MemoryReport:
     """Plain, in-place and patched plans. `prefix` / `grid` fix the patch plan (a grid alone is tried
-    on every prefix, a prefix alone with every grid, both within the budget); grid 'none' turns it off."""
+    on every prefix, a prefix alone with every grid, both within the budget); grid 'none' turns it off.
+    input_in_arena=False: the in-place and patched plans read the input from the caller's buffer
+    (the plain plan is the default build's, input inside)."""
     from .memory import plan_memory
 
     if not 0 <= budget:
         raise ArchError(f"--recompute-budget {budget}: must be a fraction >= 0", None, "e.g. 0.10 for 10%")
     steps = schedule(graph)
     plain = plan_memory(graph, steps, elem_bytes)
-    inplace = plan_memory(graph, steps, elem_bytes, inplace_dw=True)
+    inplace = plan_memory(graph, steps, elem_bytes, inplace_dw=True, input_in_arena=input_in_arena)
     chosen = None
     if grid != "none":
         if prefix is not None and grid not in (None, "auto"):
@@ -331,6 +338,8 @@ def memory_report(graph: Graph, *, elem_bytes: int = 4, prefix: str | None = Non
         else:
             chosen = _choose(graph, steps, elem_bytes, budget,
                              None if prefix is None else resolve_prefix(graph, steps, prefix),
-                             None if grid in (None, "auto") else parse_grid(grid))
-    patched = plan_memory(graph, steps, elem_bytes, inplace_dw=True, patches=chosen) if chosen else inplace
-    return MemoryReport(elem_bytes, floor_bytes(graph, steps, elem_bytes), plain, inplace, patched, chosen, steps)
+                             None if grid in (None, "auto") else parse_grid(grid), input_in_arena)
+    patched = plan_memory(graph, steps, elem_bytes, inplace_dw=True, patches=chosen,
+                          input_in_arena=input_in_arena) if chosen else inplace
+    return MemoryReport(elem_bytes, floor_bytes(graph, steps, elem_bytes), plain, inplace, patched, chosen, steps,
+                        input_in_arena, plain.buffers[plain.buffer_of[graph.input_name]].size)

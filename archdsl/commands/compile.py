@@ -11,7 +11,7 @@ from .targets import compile_target, get_weights, load_target
 
 
 def register(app: typer.Typer) -> None:
-    from ..cli import BUDGET_HELP, PATCH_PREFIX_HELP, SET_HELP, load_graph, user_errors
+    from ..cli import BUDGET_HELP, INPUT_OUTSIDE_HELP, PATCH_PREFIX_HELP, SET_HELP, load_graph, user_errors
 
     @app.command("compile")
     @user_errors
@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
         patch_prefix: Optional[str] = typer.Option(None, "--patch-prefix", metavar="STEPS|NAME",
                                                    help=PATCH_PREFIX_HELP),
         budget: float = typer.Option(0.10, "--recompute-budget", metavar="FRACTION", help=BUDGET_HELP),
+        input_outside: bool = typer.Option(False, "--input-outside-arena", help="C target only: " + INPUT_OUTSIDE_HELP),
     ):
         """Compile a spec to a target. The same spec, weights and options give the same bytes.
 
@@ -58,10 +59,10 @@ def register(app: typer.Typer) -> None:
         """
         if mcu is not None and target != "c":
             raise ArchError("--mcu applies to the C target only", None, "use --target c")
-        memory_options = in_place_dw or patch_grid is not None or patch_prefix is not None
+        memory_options = in_place_dw or patch_grid is not None or patch_prefix is not None or input_outside
         if memory_options and target != "c":
-            raise ArchError("--in-place-dw, --patch-grid and --patch-prefix apply to the C target only", None,
-                            "use --target c")
+            raise ArchError("--in-place-dw, --patch-grid, --patch-prefix and --input-outside-arena apply to the C "
+                            "target only", None, "use --target c")
         if patch_grid == "none":
             patch_grid = None
         tgt = load_target(target)
@@ -74,9 +75,15 @@ def register(app: typer.Typer) -> None:
 
             elem_bytes = 1 if is_int8_dict(w) else 4  # an int8 build plans its arena in bytes
             rep = memory_report(graph, elem_bytes=elem_bytes, prefix=patch_prefix, grid=patch_grid or "auto",
-                                budget=budget)
-            patched = patch_grid is not None or patch_prefix is not None
-            memory = rep.patched if patched else rep.inplace
+                                budget=budget, input_in_arena=not input_outside)
+            if patch_grid is not None or patch_prefix is not None:
+                memory = rep.patched
+            elif in_place_dw:
+                memory = rep.inplace
+            else:  # the input outside alone
+                from ..analysis.memory import plan_memory
+
+                memory = plan_memory(graph, rep.steps, elem_bytes, input_in_arena=False)
         written = compile_target(tgt, graph, w, out, name or graph.name, prefix, memory=memory)
         for path in written:
             typer.echo(f"wrote {path} ({Path(path).stat().st_size:,} bytes)")
@@ -94,6 +101,8 @@ def register(app: typer.Typer) -> None:
 def arena_line(rep, memory) -> str:
     """The arena built, against the plain one, with the recomputation it costs."""
     text = f"arena: {memory.arena_bytes:,} B (plain {rep.plain.arena_bytes:,} B"
+    if not memory.input_in_arena:
+        text += f"; the input, {rep.input_bytes:,} B, read from the caller's buffer"
     if memory.patches is not None:
         p = memory.patches
         text += (f"; {p.grid[0]}x{p.grid[1]} tiles up to {p.output}, {p.extra_macs:,} mult-adds recomputed "

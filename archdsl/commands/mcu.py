@@ -30,6 +30,10 @@ def mcu_report(c_target, graph, outdir: Path, x, mcu: str, name: str | None = No
     if memory is not None:
         table.add_row("arena, plain", f"{plain.arena_bytes:,}",
                       "RAM without in-place depthwise or patches")
+        if not memory.input_in_arena:
+            table.add_row("input", f"{plain.buffers[plain.buffer_of[graph.input_name]].size:,}",
+                          "the caller's buffer: not in the arena nor in the RAM total (flash, or a "
+                          "frame buffer kept anyway)")
         if memory.patches is not None:
             p = memory.patches
             table.add_row("mult-adds recomputed", f"{p.extra_macs:,}",

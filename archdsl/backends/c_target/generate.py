@@ -123,16 +123,20 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None, memory=
     e.t(graph.output)
 
     tensors = []
+    input_buffer = plan.buffer_of[graph.input_name]
     for tensor, macro in e.tensor_macros.items():
         buf = plan.buffers[plan.buffer_of[tensor]]
         assert buf.offset % elem_bytes == 0
         tensors.append({"macro": macro, "offset": buf.offset // elem_bytes, "bytes": buf.offset,
-                        "shape": str(graph.shape_of(tensor)), "name": tensor})
+                        "shape": str(graph.shape_of(tensor)), "name": tensor,
+                        # the input (or a view of it) read from the caller's buffer
+                        "external": not plan.input_in_arena and buf.index == input_buffer})
     whole = set(plan.buffer_of.values())
     for buf in plan.buffers:  # tile, crop and one-plane buffers
         if buf.index not in whole:
             tensors.append({"macro": buffer_macro(buf.index), "offset": buf.offset // elem_bytes,
-                            "bytes": buf.offset, "shape": f"{buf.size:,} bytes", "name": buf.what})
+                            "bytes": buf.offset, "shape": f"{buf.size:,} bytes", "name": buf.what,
+                            "external": False})
 
     env = template_env("c")
     runtime = sorted(e.runtime)
@@ -144,6 +148,9 @@ def generate(graph, weights: dict, name: str, prefix: str | None = None, memory=
         "params": params_text(graph.params),
         "inp": inp, "out": out, "arena_bytes": plan.arena_bytes, "arena_elems": plan.arena_bytes // elem_bytes,
         "calls": calls, "tensors": tensors, "arrays": e.arrays, "runtime": runtime,
+        "input_in_arena": plan.input_in_arena,
+        "harness_input": f"{prefix}_input()" if plan.input_in_arena else "input_buffer",
+        "harness_invoke": f"{prefix}_invoke()" if plan.input_in_arena else f"{prefix}_invoke_on(input_buffer)",
         "input_macro": e.tensor_macros[graph.input_name], "output_macro": e.tensor_macros[graph.output],
         "macs": analysis.macs, "n_weights": sum(int(a.values.size) for a in e.arrays),
         "n_steps": len(steps), "tile_headers": tile_headers,
