@@ -84,22 +84,45 @@ def check_guard(buf, n):
 
 # ---------------------------------------------------------------- the kernels, called like the generated code
 
+def q_arrays(q, n):
+    """The (multiplier, shift) arrays of a QOut, one per output channel."""
+    k = n if q.per_channel else 1
+    m, s = np.ctypeslib.as_array(q.multiplier, (k,)), np.ctypeslib.as_array(q.shift, (k,))
+    return np.broadcast_to(m, (n,)).copy(), np.broadcast_to(s, (n,)).copy()
+
+
 def run_conv(lib, x, w, b, in_zp, q, groups, stride, pads, out_hw, depthwise=False, reference=False):
-    """x (C,H,W) int8, w (Cout, C/g, kh, kw) int8, b int32; pads (top, left)."""
+    """x (C,H,W) int8, w (Cout, C/g, kh, kw) int8, b int32; pads (top, left). The kernel and its
+    constants are the compiler's choice (lowering_int8.conv_plan: the fast kernels where their
+    rules hold), or with `reference` the reference kernel on the raw constants."""
+    from archdsl.backends.c_target.lowering_int8 import conv_plan
+
     c, h, wd = x.shape
     cout, _, kh, kw = w.shape
     oh, ow = out_hw
-    (xa, xp), (wa, wp), (ba, bp) = i8(x), i8(w), i32(b)
+    kernel, wk, bk, qk = ("arch_qconv_dw" if depthwise else "arch_qconv2d"), w, b, q
+    if not reference:
+        plan = conv_plan(c, (h, wd), (oh, ow), c if depthwise else groups, (kh, kw), stride, pads, w, b,
+                         *q_arrays(q, cout), in_zp)
+        kernel, wk, bk = plan.kernel, plan.weight, plan.requant.bias
+        qk = qout(plan.requant.multiplier, plan.requant.shift, q.zero_point, q.act_min, q.act_max)
+    (xa, xp), (wa, wp), (ba, bp) = i8(x), i8(wk), i32(bk)
     out = guarded(cout * oh * ow)
     op = out.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
-    if depthwise:
-        lib.arch_qconv_dw(xp, c, h, wd, in_zp, wp, bp, cout // c, kh, kw, stride[0], stride[1], pads[0], pads[1],
-                          op, oh, ow, ctypes.byref(q))
-    elif (kh, kw, *stride, *pads, groups) == (1, 1, 1, 1, 0, 0, 1) and (oh, ow) == (h, wd) and not reference:
-        return run_gemm(lib, x.reshape(c, h * wd), w.reshape(cout, c), b, in_zp, q).reshape(cout, oh, ow)
+    fn = getattr(lib, kernel)
+    if kernel == "arch_qconv_dw":
+        fn(xp, c, h, wd, in_zp, wp, bp, cout // c, kh, kw, stride[0], stride[1], pads[0], pads[1], op, oh, ow,
+           ctypes.byref(qk))
+    elif kernel == "arch_qconv_dw_rows":
+        fn(xp, c, h, wd, in_zp, wp, bp, kh, kw, stride[0], stride[1], pads[0], pads[1], op, oh, ow, ctypes.byref(qk))
+    elif kernel == "arch_qconv_rows":
+        fn(xp, c, h, wd, in_zp, wp, bp, cout, kh, kw, stride[0], stride[1], pads[0], pads[1], op, oh, ow,
+           ctypes.byref(qk))
+    elif kernel == "arch_qgemm":
+        fn(xp, c, h * wd, wp, bp, cout, op, ctypes.byref(qk))
     else:
-        lib.arch_qconv2d(xp, c, h, wd, in_zp, wp, bp, cout, groups, kh, kw, stride[0], stride[1], pads[0], pads[1],
-                         op, oh, ow, ctypes.byref(q))
+        fn(xp, c, h, wd, in_zp, wp, bp, cout, groups, kh, kw, stride[0], stride[1], pads[0], pads[1], op, oh, ow,
+           ctypes.byref(qk))
     check_guard(out, cout * oh * ow)
     return out[:cout * oh * ow].reshape(cout, oh, ow)
 
@@ -122,10 +145,7 @@ def run_gemm(lib, x, w, b, in_zp, q):
     made to meet the fast path's precondition) from the raw ones; (O, hw) int8."""
     from archdsl.backends.c_target.lowering_int8 import gemm_constants
 
-    m, s = np.ctypeslib.as_array(q.multiplier, (1,)), np.ctypeslib.as_array(q.shift, (1,))
-    if q.per_channel:
-        m, s = np.ctypeslib.as_array(q.multiplier, (w.shape[0],)), np.ctypeslib.as_array(q.shift, (w.shape[0],))
-    c = gemm_constants(w, b, np.broadcast_to(m, b.shape), np.broadcast_to(s, b.shape), in_zp)
+    c = gemm_constants(w, b, *q_arrays(q, w.shape[0]), in_zp)
     assert c is not None, "these weights and biases meet the fast requantization's precondition"
     packed, r = c
     q2 = qout(r.multiplier, r.shift, q.zero_point, q.act_min, q.act_max)
@@ -385,6 +405,14 @@ CONV_CASES = [
     (5, 4, 5, 3, 1, (1, 1), (2, 2), (0, 0), False),
     (4, 8, 9, 8, 4, (3, 3), (2, 2), (1, 1), True),  # depthwise, channel multiplier 2
     (3, 7, 7, 3, 3, (5, 5), (1, 1), (2, 2), True),
+    # the row kernels (arch_qconv_dw_rows, arch_qconv_rows): strides 1 and 2, padding on one side
+    # only (TF SAME at stride 2), maps of width 1 and 2, odd pixel and channel counts
+    (5, 8, 10, 5, 5, (3, 3), (2, 2), (0, 0), True),
+    (3, 5, 1, 3, 3, (3, 3), (1, 1), (1, 1), True),
+    (2, 2, 2, 2, 2, (3, 3), (1, 1), (1, 1), True),
+    (4, 6, 6, 4, 4, (3, 3), (2, 1), (1, 0), True),
+    (5, 6, 3, 7, 1, (3, 3), (1, 1), (1, 1), False),
+    (3, 9, 8, 8, 1, (3, 3), (2, 2), (0, 0), False),
 ]
 
 
@@ -401,10 +429,12 @@ def test_conv_synthetic(lib, case):
     in_zp, out_zp, lo, hi = -7, 3, -100, 120
     oh = (h + 2 * pads[0] - k[0]) // s[0] + 1
     ow = (w + 2 * pads[1] - k[1]) // s[1] + 1
-    got = run_conv(lib, x, wt, b, in_zp, qout(mult, shift, out_zp, lo, hi), groups, s, pads, (oh, ow), depthwise=dw)
     ref = ref_qconv(x, wt, b, in_zp, mult, shift, out_zp, lo, hi, groups, s, pads, (oh, ow))
-    np.testing.assert_array_equal(got, ref)
-    assert np.all(got[0] == np.clip(out_zp, lo, hi))
+    for reference in (False, True):  # the compiler's kernel, and the reference kernel
+        got = run_conv(lib, x, wt, b, in_zp, qout(mult, shift, out_zp, lo, hi), groups, s, pads, (oh, ow),
+                       depthwise=dw, reference=reference)
+        np.testing.assert_array_equal(got, ref)
+        assert np.all(got[0] == np.clip(out_zp, lo, hi))
 
 
 def test_mbqm_ties_and_extreme_shifts(lib):
@@ -523,3 +553,17 @@ def test_kernels_build_for_any_cortex_m(tmp_path, cpu):
         calls = set(undefined.stdout.split()) - {"U"}
         calls = {f for f in calls if not f.startswith("arch_q")}  # the runtime's own kernels (rt_qinplace.c)
         assert calls <= {"__aeabi_lmul", "__aeabi_idiv", "memcpy", "memset"}, (src.name, calls)  # libgcc, libc
+
+
+def test_synthetic_cases_reach_every_conv_kernel():
+    """CONV_CASES run the compiler's choice of kernel: together they reach every one."""
+    from archdsl.backends.c_target.lowering_int8 import KERNEL_FILES, conv_plan
+
+    seen = set()
+    for cin, h, w, cout, groups, k, s, pads, dw in CONV_CASES:
+        oh, ow = (h + 2 * pads[0] - k[0]) // s[0] + 1, (w + 2 * pads[1] - k[1]) // s[1] + 1
+        wt = np.ones((cout, cin // groups, *k), np.int8)
+        m, sh = quantize_multiplier(np.full(cout, 1e-3))
+        seen.add(conv_plan(cin, (h, w), (oh, ow), cin if dw else groups, k, s, pads, wt, np.zeros(cout, np.int32),
+                           m, sh, -7).kernel)
+    assert seen == set(KERNEL_FILES), seen

@@ -90,6 +90,8 @@ class Requant:
     shift: np.ndarray
 
 
+DW_ROWS_MAX_K = 7  # DW_MAX_K of rt_qdwconv.c
+CONV_ROWS_MAX_ROWS, CONV_ROWS_MAX_K = 16, 7  # CR_MAX_ROWS, CR_MAX_K of rt_qconv.c
 FAST_ACC_LIMIT = 1 << 29  # arch_q_out_fast (archdsl_qrt.h): |acc * 2^left| below this, right shift <= 30
 
 
@@ -142,6 +144,41 @@ def gemm_constants(weight: np.ndarray, bias: np.ndarray, multiplier, shift, in_z
     return None if r is None else (pack_gemm(np.asarray(weight, np.int8).reshape(len(bias), -1)), r)
 
 
+@dataclass(frozen=True)
+class ConvPlan:
+    """Which kernel runs a convolution, with the constants it reads (weights as the kernel wants
+    them, Requant: bias and per-channel requantization)."""
+
+    kernel: str
+    weight: np.ndarray
+    requant: Requant
+
+
+def conv_plan(cin: int, hw_in: tuple[int, int], hw_out: tuple[int, int], groups: int, kernel: tuple[int, int],
+              stride: tuple[int, int], pads: tuple[int, int], weight, bias, multiplier, shift, in_zp: int) -> ConvPlan:
+    """The kernel of a convolution (weights (O, I/g, kh, kw)): the fast ones where their shape rule
+    and their requantization's precondition (fast_requant) hold, else the reference."""
+    cout, (kh, kw) = len(bias), kernel
+    x_max = max(abs(-128 - in_zp), abs(127 - in_zp))  # the row kernels read x - zp
+    args = (weight, bias, multiplier, shift)
+    pointwise = kernel == (1, 1) and stride == (1, 1) and pads == (0, 0) and groups == 1 and hw_in == hw_out
+    if pointwise:
+        c = gemm_constants(*args, in_zp)
+        if c is not None:
+            return ConvPlan("arch_qgemm", c[0], c[1])
+    elif groups == cin == cout and groups > 1 and max(kh, kw) <= DW_ROWS_MAX_K:
+        r = fast_requant(*args, x_max)
+        if r is not None:
+            return ConvPlan("arch_qconv_dw_rows", np.asarray(weight, np.int8), r)
+    elif groups == 1 and cin * kh <= CONV_ROWS_MAX_ROWS and max(kh, kw) <= CONV_ROWS_MAX_K:
+        r = fast_requant(*args, x_max)
+        if r is not None:
+            return ConvPlan("arch_qconv_rows", np.asarray(weight, np.int8), r)
+    ref = Requant(np.asarray(bias, np.int32), np.asarray(multiplier, np.int32), np.asarray(shift, np.int32))
+    kind = "arch_qconv_dw" if groups == cin and groups > 1 else "arch_qconv2d"
+    return ConvPlan(kind, np.asarray(weight, np.int8), ref)
+
+
 # ---------------------------------------------------------------- lowerings: one per int8 kernel kind
 
 def _qconv(e: QEmitter, q) -> list[str]:
@@ -151,24 +188,36 @@ def _qconv(e: QEmitter, q) -> list[str]:
     groups = a.get("groups", 1)
     zp = a["in_zero_point"]
     src, dst = e.t(q.inputs[0]), e.t(q.output)
-    if (kh, kw) == (1, 1) and (sh, sw) == (1, 1) and pt == pl == 0 and groups == 1 and (y.h, y.w) == (x.h, x.w):
-        fast = _qgemm(e, q, x.c, x.h * x.w, src, dst)
-        if fast:
-            return fast
-    w = e.array(n, "w", np.asarray(q.arrays["weight"], np.int8), _weights_what(q))
-    b = e.array(n, "b", np.asarray(q.arrays["bias"], np.int32), f"{n.name}: int32 bias")
-    qo = e.qout(q)
-    if q.output in e.scratch:  # in place through a one-plane buffer (analysis.memory)
+    if q.output in e.scratch:  # in place through a one-plane buffer (analysis.memory): the reference kernel
+        w = e.array(n, "w", np.asarray(q.arrays["weight"], np.int8), _weights_what(q))
+        b = e.array(n, "b", np.asarray(q.arrays["bias"], np.int32), f"{n.name}: int32 bias")
+        qo = e.qout(q)
         e.use("rt_qdwconv.c", "rt_qinplace.c")
         return [_call("arch_qconv_dw_inplace", src, e.scratch[q.output], x.c, x.h, x.w, zp, w, b, kh, kw, sh, sw,
                       pt, pl, y.h, y.w, qo)]
-    if groups == x.c and groups > 1:
-        e.use("rt_qdwconv.c")
-        return [_call("arch_qconv_dw", src, x.c, x.h, x.w, zp, w, b, y.c // x.c, kh, kw, sh, sw, pt, pl,
+    plan = conv_plan(x.c, (x.h, x.w), (y.h, y.w), groups, (kh, kw), (sh, sw), (pt, pl), q.arrays["weight"],
+                     q.arrays["bias"], q.arrays["multiplier"], q.arrays["shift"], zp)
+    packed = ", packed for arch_qgemm" if plan.kernel == "arch_qgemm" else ""
+    w = e.array(n, "w", plan.weight, _weights_what(q, packed))
+    folded = ", input offset folded in" if plan.kernel == "arch_qgemm" else ""
+    b = e.array(n, "b", plan.requant.bias, f"{n.name}: int32 bias{folded}")
+    qo = e.qout(q, plan.requant)
+    e.use(KERNEL_FILES[plan.kernel])
+    if plan.kernel == "arch_qgemm":
+        return [_call("arch_qgemm", src, x.c, x.h * x.w, w, b, y.c, dst, qo)]
+    if plan.kernel == "arch_qconv_dw_rows":
+        return [_call(plan.kernel, src, x.c, x.h, x.w, zp, w, b, kh, kw, sh, sw, pt, pl, dst, y.h, y.w, qo)]
+    if plan.kernel == "arch_qconv_rows":
+        return [_call(plan.kernel, src, x.c, x.h, x.w, zp, w, b, y.c, kh, kw, sh, sw, pt, pl, dst, y.h, y.w, qo)]
+    if plan.kernel == "arch_qconv_dw":
+        return [_call(plan.kernel, src, x.c, x.h, x.w, zp, w, b, y.c // x.c, kh, kw, sh, sw, pt, pl,
                       dst, y.h, y.w, qo)]
-    e.use("rt_qconv.c")
     return [_call("arch_qconv2d", src, x.c, x.h, x.w, zp, w, b, y.c, groups, kh, kw, sh, sw, pt, pl,
                   dst, y.h, y.w, qo)]
+
+
+KERNEL_FILES = {"arch_qgemm": "rt_qgemm.c", "arch_qconv_rows": "rt_qconv.c", "arch_qconv2d": "rt_qconv.c",
+                "arch_qconv_dw_rows": "rt_qdwconv.c", "arch_qconv_dw": "rt_qdwconv.c"}
 
 
 def _weights_what(q, packed: str = "") -> str:
@@ -177,34 +226,23 @@ def _weights_what(q, packed: str = "") -> str:
             + (f", {q.step.bn.name} folded" if q.step.bn else ""))
 
 
-def _qgemm(e: QEmitter, q, k: int, hw: int, src: str, dst: str) -> list[str]:
-    """A 1x1 convolution or a fully connected layer as arch_qgemm, or [] when its requantization
-    cannot take the fast path (then the caller emits the reference kernel)."""
-    n = q.main
-    c = gemm_constants(q.arrays["weight"], q.arrays["bias"], q.arrays["multiplier"], q.arrays["shift"],
-                       q.attrs["in_zero_point"])
-    if c is None:
-        return []
-    packed, r = c
-    w = e.array(n, "w", packed, _weights_what(q, ", packed for arch_qgemm"))
-    b = e.array(n, "b", r.bias, f"{n.name}: int32 bias, input offset folded in")
-    qo = e.qout(q, r)
-    e.use("rt_qgemm.c")
-    return [_call("arch_qgemm", src, k, hw, w, b, q.out_shape.c, dst, qo)]
-
-
 def _qfc(e: QEmitter, q) -> list[str]:
+    """A 1x1 convolution on a 1x1 map: TFLM requantizes both in fixed point."""
     n, a = q.main, q.attrs
-    fast = _qgemm(e, q, n.in_shapes[0].numel, 1, e.t(q.inputs[0]), e.t(q.output))
+    k, cout = n.in_shapes[0].numel, q.out_shape.c
+    w4 = np.asarray(q.arrays["weight"]).reshape(cout, k, 1, 1)
+    plan = conv_plan(k, (1, 1), (1, 1), 1, (1, 1), (1, 1), (0, 0), w4, q.arrays["bias"], q.arrays["multiplier"],
+                     q.arrays["shift"], a["in_zero_point"])
+    src, dst = e.t(q.inputs[0]), e.t(q.output)
+    fast = plan.kernel == "arch_qgemm"
+    w = e.array(n, "w", plan.weight if fast else plan.weight.reshape(cout, k),
+                _weights_what(q, ", packed for arch_qgemm" if fast else ""))
+    b = e.array(n, "b", plan.requant.bias, f"{n.name}: int32 bias" + (", input offset folded in" if fast else ""))
+    qo = e.qout(q, plan.requant)
+    e.use(KERNEL_FILES[plan.kernel])
     if fast:
-        return fast
-    # the reference: the convolution's arithmetic is the FC's (TFLM requantizes both in fixed point)
-    w = e.array(n, "w", np.asarray(q.arrays["weight"], np.int8), _weights_what(q))
-    b = e.array(n, "b", np.asarray(q.arrays["bias"], np.int32), f"{n.name}: int32 bias")
-    qo = e.qout(q)
-    e.use("rt_qconv.c")
-    return [_call("arch_qconv2d", e.t(q.inputs[0]), n.in_shapes[0].numel, 1, 1, a["in_zero_point"], w, b,
-                  q.out_shape.c, 1, 1, 1, 1, 1, 0, 0, e.t(q.output), 1, 1, qo)]
+        return [_call("arch_qgemm", src, k, 1, w, b, cout, dst, qo)]
+    return [_call("arch_qconv2d", src, k, 1, 1, a["in_zero_point"], w, b, cout, 1, 1, 1, 1, 1, 0, 0, dst, 1, 1, qo)]
 
 
 def _qadd(e: QEmitter, q) -> list[str]:

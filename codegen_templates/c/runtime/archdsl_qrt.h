@@ -17,6 +17,7 @@
 #define ARCHDSL_QRT_H
 
 #include <stdint.h>
+#include <string.h>
 
 /* ---------------------------------------------------------------- fixed-point helpers (gemmlowp) */
 
@@ -86,6 +87,22 @@ static inline int32_t arch_q_sxtb16_ror8(int32_t v)
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
     return r;
 }
+
+/* SXTAB16 of the word rotated by 8: a + (bytes 1 and 3), lane by lane. */
+static inline int32_t arch_q_sxtab16_ror8(int32_t a, int32_t v)
+{
+    int32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
+    return r;
+}
+#endif
+
+/* A fast kernel's inner loop as a function of its own: its loop gets the registers (a caller's
+ * variable-length buffers take a frame pointer, and inlined loops share the caller's registers). */
+#if defined(__GNUC__)
+#define ARCH_Q_NOINLINE __attribute__((noinline))
+#else
+#define ARCH_Q_NOINLINE
 #endif
 
 /* (a * b + 2^31) >> 32: SMMULR on the DSP extension. */
@@ -118,6 +135,87 @@ static inline int8_t arch_q_out_fast(int32_t acc, struct arch_qch c, int32_t out
     return (int8_t)v;
 }
 
+/* arch_q_out_fast when the clamp is the whole int8 range (SSAT on the DSP extension). */
+static inline int8_t arch_q_out_sat(int32_t acc, struct arch_qch c, int32_t out_zp)
+{
+    const int32_t t = arch_q_smmulr((int32_t)((uint32_t)acc << c.left), c.multiplier);
+    const int32_t v = ((t * 2 + ((int32_t)1 << c.right) + (t >> 31)) >> (c.right + 1)) + out_zp;
+#if defined(ARCH_Q_DSP)
+    return (int8_t)__ssat(v, 8);
+#else
+    return (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+#endif
+}
+
+/* The fast convolutions' rows (rt_qconv.c, rt_qdwconv.c): input row iy of the h x w `plane` as int16
+ * x - zp at r[pad_left ..], zeros elsewhere in r[0 .. len) (padding rows and columns). */
+static inline void arch_q_widen_row(int16_t *restrict r, int len, const int8_t *restrict plane, int h, int w, int iy,
+                     int pad_left, int32_t in_zp)
+{
+    int j = 0, n = 0;
+    int16_t *dst = r + pad_left;
+    if (iy >= 0 && iy < h) {
+        n = w < len - pad_left ? w : len - pad_left;
+        plane += iy * w;
+    }
+    for (j = 0; j < pad_left; j++) r[j] = 0;
+    for (j = pad_left + n; j < len; j++) r[j] = 0;
+    j = 0;
+#if defined(ARCH_Q_DSP)
+    {
+        const uint32_t zp16 = (uint16_t)(int16_t)-in_zp;
+        const int32_t off = (int32_t)((zp16 << 16) | zp16);
+        for (; j + 4 <= n; j += 4) {
+            int32_t v, lo, hi, a, b;
+            memcpy(&v, plane + j, 4);
+            lo = __sxtab16(off, v);               /* x0 - zp, x2 - zp */
+            hi = arch_q_sxtab16_ror8(off, v);     /* x1 - zp, x3 - zp */
+            a = (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16));     /* x0, x1 */
+            b = (int32_t)(((uint32_t)lo >> 16) | ((uint32_t)hi & 0xFFFF0000u)); /* x2, x3 */
+            memcpy(dst + j, &a, 4);
+            memcpy(dst + j + 2, &b, 4);
+        }
+    }
+#endif
+    for (; j < n; j++) dst[j] = (int16_t)(plane[j] - in_zp);
+}
+
+/* The kh input rows iy .. iy + kh - 1 of an output row, widened: for the first output row all of
+ * them, then the rows shift up by the stride sh and only the sh new ones are widened. */
+static inline void arch_q_next_rows(int16_t **rows, int kh, int sh, int first, int len, const int8_t *plane,
+                                    int h, int w, int iy, int pad_left, int32_t in_zp)
+{
+    int ky, fresh = kh;
+    if (!first && sh < kh) {
+        int16_t *spare[8];
+        for (ky = 0; ky < sh; ky++) spare[ky] = rows[ky];
+        for (ky = 0; ky + sh < kh; ky++) rows[ky] = rows[ky + sh];
+        for (ky = 0; ky < sh; ky++) rows[kh - sh + ky] = spare[ky];
+        fresh = sh;
+    }
+    for (ky = kh - fresh; ky < kh; ky++) arch_q_widen_row(rows[ky], len, plane, h, w, iy + ky, pad_left, in_zp);
+}
+
+/* One row of kw int8 taps as ceil(kw / 2) int16 pairs (low half first, an odd last tap with 0). */
+static inline void arch_q_tap_pairs(const int8_t *taps, int kw, int32_t *pairs)
+{
+    int k;
+    for (k = 0; 2 * k < kw; k++) {
+        const int32_t lo = taps[2 * k], hi = 2 * k + 1 < kw ? taps[2 * k + 1] : 0;
+        pairs[k] = (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16));
+    }
+}
+
+#if defined(ARCH_Q_DSP)
+/* Two adjacent int16 as one word (low half first: the little-endian load). */
+static inline int32_t arch_q_pair16(const int16_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+#endif
+
 /* The valid [lo, hi) range of a window's taps for output index o (start o * s - pad) on an axis of n. */
 static inline void arch_q_taps(int o, int s, int pad, int k, int n, int *lo, int *hi)
 {
@@ -148,6 +246,18 @@ static inline struct arch_qch arch_q_channel(const struct arch_qout *q, int o)
     return c;
 }
 
+/* y[i] = the requantized acc[i], i < n, for output channel c: SSAT when the clamp allows all of int8. */
+static inline void arch_q_out_row(int8_t *restrict y, const int32_t *restrict acc, int n, struct arch_qch c,
+                                  const struct arch_qout *q)
+{
+    int i;
+    if (q->act_min == -128 && q->act_max == 127) {
+        for (i = 0; i < n; i++) y[i] = arch_q_out_sat(acc[i], c, q->zero_point);
+    } else {
+        for (i = 0; i < n; i++) y[i] = arch_q_out_fast(acc[i], c, q->zero_point, q->act_min, q->act_max);
+    }
+}
+
 /* ---------------------------------------------------------------- kernels (rt_q*.c) */
 
 /* rt_qconv.c: standard or grouped convolution, any kernel, stride and padding (as arch_conv2d).
@@ -156,6 +266,20 @@ void arch_qconv2d(const int8_t *restrict in, int cin, int h, int w, int32_t in_z
                   const int8_t *restrict weight, const int32_t *restrict bias,
                   int cout, int groups, int kh, int kw, int sh, int sw, int pad_top, int pad_left,
                   int8_t *restrict out, int oh, int ow, const struct arch_qout *q);
+
+/* rt_qconv.c: convolution with groups 1 and cin * kh <= 16 rows (a first convolution), a window of
+ * at most 7 wide, through widened rows (the fast kernel; q as arch_qconv_dw_rows'). */
+void arch_qconv_rows(const int8_t *restrict in, int cin, int h, int w, int32_t in_zp,
+                     const int8_t *restrict weight, const int32_t *restrict bias,
+                     int cout, int kh, int kw, int sh, int sw, int pad_top, int pad_left,
+                     int8_t *restrict out, int oh, int ow, const struct arch_qout *q);
+
+/* rt_qdwconv.c: depthwise convolution with channel multiplier 1 and a window of at most 7x7,
+ * through widened rows (the fast kernel; q meets arch_q_out_fast's precondition for |x - in_zp|). */
+void arch_qconv_dw_rows(const int8_t *restrict in, int c, int h, int w, int32_t in_zp,
+                        const int8_t *restrict weight, const int32_t *restrict bias,
+                        int kh, int kw, int sh, int sw, int pad_top, int pad_left,
+                        int8_t *restrict out, int oh, int ow, const struct arch_qout *q);
 
 /* rt_qgemm.c: a 1x1 convolution (stride 1, no padding, groups 1) over hw pixels, or a fully
  * connected layer (hw 1), with the weights packed and the input offset folded into the bias by the

@@ -1,5 +1,7 @@
 /* int8 convolution, any kernel, stride, padding and groups: TFLite's ConvPerChannel on NCHW.
  * Taps outside the map are skipped: the reference adds (x - in_zp) * w, and padding holds in_zp. */
+#include <string.h>
+
 #include "archdsl_qrt.h"
 
 void arch_qconv2d(const int8_t *restrict in, int cin, int h, int w, int32_t in_zp,
@@ -32,6 +34,112 @@ void arch_qconv2d(const int8_t *restrict in, int cin, int h, int w, int32_t in_z
                     }
                 }
                 *out++ = arch_q_out(acc, m, s, q->zero_point, q->act_min, q->act_max);
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- the row kernel (few input channels)
+ *
+ * arch_qconv_rows: groups 1, cin * kh <= CR_MAX_ROWS (a network's first convolution, 3 channels),
+ * q meeting arch_q_out_fast's precondition for |x - in_zp|. As arch_qconv_dw_rows (rt_qdwconv.c):
+ * the cin * kh input rows of an output row are widened once to int16 (x - zp, padding as zeros),
+ * the kernel's taps paired along the row; then a 2 output channel x 2 pixel tile adds each pair
+ * with one SMLAD: 8 mult-adds for 2 pair loads, 2 weight loads and 4 SMLAD. */
+#define CR_MAX_ROWS 16
+#define CR_MAX_K 7
+
+/* acc[channel 0, 1][pixel 0, 1] += the pairs at rp[r] (pixel 0) and rp[r] + dx (pixel 1), r < nrows,
+ * times the weight pairs w0, w1 (kp per row). */
+static inline void cr_tile_k(int32_t acc[4], const int16_t *const *rp, int nrows, int kp, int dx,
+                             const int32_t *restrict w0, const int32_t *restrict w1)
+{
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    int r, k;
+    for (r = 0; r < nrows; r++) {
+        const int16_t *p0 = rp[r], *p1 = rp[r] + dx;
+        for (k = 0; k < kp; k++) {
+            const int32_t wa = *w0++, wb = *w1++;
+#if defined(ARCH_Q_DSP)
+            const int32_t xa = arch_q_pair16(p0 + 2 * k), xb = arch_q_pair16(p1 + 2 * k);
+            a00 = __smlad(xa, wa, a00);
+            a01 = __smlad(xb, wa, a01);
+            a10 = __smlad(xa, wb, a10);
+            a11 = __smlad(xb, wb, a11);
+#else
+            const int32_t wa0 = (int16_t)(wa & 0xFFFF), wa1 = wa >> 16, wb0 = (int16_t)(wb & 0xFFFF), wb1 = wb >> 16;
+            a00 += p0[2 * k] * wa0 + p0[2 * k + 1] * wa1;
+            a01 += p1[2 * k] * wa0 + p1[2 * k + 1] * wa1;
+            a10 += p0[2 * k] * wb0 + p0[2 * k + 1] * wb1;
+            a11 += p1[2 * k] * wb0 + p1[2 * k + 1] * wb1;
+#endif
+        }
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+}
+
+/* The tile as a function of its own (its loop gets the registers), with copies for 3-wide windows
+ * (two pairs) at strides 1 and 2 whose loads take constant offsets. */
+ARCH_Q_NOINLINE static void cr_tile(int32_t acc[4], const int16_t *const *rp, int nrows, int kp, int dx,
+                                const int32_t *restrict w0, const int32_t *restrict w1)
+{
+    if (kp == 2 && dx == 2) {
+        cr_tile_k(acc, rp, nrows, 2, 2, w0, w1);
+    } else if (kp == 2 && dx == 1) {
+        cr_tile_k(acc, rp, nrows, 2, 1, w0, w1);
+    } else {
+        cr_tile_k(acc, rp, nrows, kp, dx, w0, w1);
+    }
+}
+
+static int8_t cr_out(int32_t acc, struct arch_qch ch, const struct arch_qout *q)
+{
+    if (q->act_min == -128 && q->act_max == 127) return arch_q_out_sat(acc, ch, q->zero_point);
+    return arch_q_out_fast(acc, ch, q->zero_point, q->act_min, q->act_max);
+}
+
+void arch_qconv_rows(const int8_t *restrict in, int cin, int h, int w, int32_t in_zp,
+                     const int8_t *restrict weight, const int32_t *restrict bias,
+                     int cout, int kh, int kw, int sh, int sw, int pad_top, int pad_left,
+                     int8_t *restrict out, int oh, int ow, const struct arch_qout *q)
+{
+    const int kp = (kw + 1) / 2, nrows = cin * kh, plane = oh * ow;
+    const int len = ((ow - 1) * sw + 2 * kp + 1) & ~1; /* the last pair read, rounded up */
+    int16_t ring[nrows][len];
+    int32_t wp[cout][nrows * kp]; /* per output channel: nrows x kp tap pairs */
+    int16_t *rows[CR_MAX_ROWS];                            /* (c, ky) -> its widened input row */
+    int o, c, oy, ox, j;
+    for (o = 0; o < cout; o++)
+        for (j = 0; j < nrows; j++) arch_q_tap_pairs(weight + (o * nrows + j) * kw, kw, wp[o] + j * kp);
+    for (j = 0; j < nrows; j++) rows[j] = ring[j];
+    for (oy = 0; oy < oh; oy++) {
+        for (c = 0; c < cin; c++)
+            arch_q_next_rows(rows + c * kh, kh, sh, oy == 0, len, in + c * h * w, h, w, oy * sh - pad_top, pad_left,
+                             in_zp);
+        for (ox = 0; ox < ow; ox += 2) {
+            const int two_px = ox + 1 < ow;
+            const int16_t *rp[CR_MAX_ROWS];
+            for (j = 0; j < nrows; j++) rp[j] = rows[j] + ox * sw;
+            for (o = 0; o < cout; o += 2) {
+                const int two_ch = o + 1 < cout;
+                const int o1 = two_ch ? o + 1 : o;
+                int8_t *y = out + o * plane + oy * ow + ox;
+                int32_t acc[4];
+                acc[0] = acc[1] = bias[o];
+                acc[2] = acc[3] = bias[o1];
+                cr_tile(acc, rp, nrows, kp, sw, wp[o], wp[o1]); /* a missing pixel 1 reads padding */
+                {
+                    const struct arch_qch c0 = arch_q_channel(q, o), c1 = arch_q_channel(q, o1);
+                    y[0] = cr_out(acc[0], c0, q);
+                    if (two_px) y[1] = cr_out(acc[1], c0, q);
+                    if (two_ch) {
+                        y[plane] = cr_out(acc[2], c1, q);
+                        if (two_px) y[plane + 1] = cr_out(acc[3], c1, q);
+                    }
+                }
             }
         }
     }

@@ -83,10 +83,11 @@ static void qg_fill(int32_t *restrict xs, const int8_t *restrict in, int cin, in
     }
 }
 
-/* acc[2 channels][2 pixels] += the packed rows (step 8) times 2 pixels of xs. */
-static void qg_tile2(const int32_t *restrict x, const int8_t *restrict w, int groups, int32_t acc[4])
+/* acc0[0, 1], acc1[0, 1] (2 channels x 2 pixels) += the packed rows (step 8) times 2 pixels of xs. */
+ARCH_Q_NOINLINE static void qg_tile2(const int32_t *restrict x, const int8_t *restrict w, int groups,
+                                     int32_t *restrict acc0, int32_t *restrict acc1)
 {
-    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    int32_t a00 = acc0[0], a01 = acc0[1], a10 = acc1[0], a11 = acc1[1];
     int g;
     for (g = 0; g < groups; g++) {
         const int32_t w0 = qg_load(w), w1 = qg_load(w + 4);
@@ -104,14 +105,15 @@ static void qg_tile2(const int32_t *restrict x, const int8_t *restrict w, int gr
         w += 8;
         x += 4;
     }
-    acc[0] = a00;
-    acc[1] = a01;
-    acc[2] = a10;
-    acc[3] = a11;
+    acc0[0] = a00;
+    acc0[1] = a01;
+    acc1[0] = a10;
+    acc1[1] = a11;
 }
 
-/* acc[1 channel][2 pixels] += one plain row (step 4) times 2 pixels of xs. */
-static void qg_tile1(const int32_t *restrict x, const int8_t *restrict w, int groups, int32_t acc[2])
+/* acc[0, 1] (1 channel x 2 pixels) += one plain row (step 4) times 2 pixels of xs. */
+ARCH_Q_NOINLINE static void qg_tile1(const int32_t *restrict x, const int8_t *restrict w, int groups,
+                                     int32_t *restrict acc)
 {
     int32_t a0 = acc[0], a1 = acc[1];
     int g;
@@ -129,40 +131,70 @@ static void qg_tile1(const int32_t *restrict x, const int8_t *restrict w, int gr
     acc[1] = a1;
 }
 
+/* n outputs of channel c from their accumulators (its own loop: the constants stay in registers). */
+ARCH_Q_NOINLINE static void qg_out(int8_t *restrict y, const int32_t *restrict acc, int n, struct arch_qch c,
+                                   const struct arch_qout *q)
+{
+    arch_q_out_row(y, acc, n, c, q);
+}
+
+/* The channels 4g.. of a vector whose last group may be short: zeros past cin. */
+static int32_t qg_vector_group(const int8_t *restrict in, int cin, int g)
+{
+    uint32_t u = 0;
+    int j;
+    if (4 * g + 4 <= cin) return qg_load(in + 4 * g);
+    for (j = 0; 4 * g + j < cin; j++) u |= (uint32_t)(uint8_t)in[4 * g + j] << (8 * j);
+    return (int32_t)u;
+}
+
 /* hw 1 (fully connected): the input is one contiguous vector, widened as the weights are. */
-static void qg_vector(const int8_t *restrict in, int cin, const int8_t *restrict weight,
+ARCH_Q_NOINLINE static void qg_vector(const int8_t *restrict in, int cin, const int8_t *restrict weight,
                       const int32_t *restrict bias, int cout, int8_t *restrict out, const struct arch_qout *q)
 {
-    const int k4 = (cin + 3) & ~3, groups = k4 / 4;
-    int o, g, j;
+    const int k4 = (cin + 3) & ~3, groups = k4 / 4, full = cin / 4;
+    int o, g;
     for (o = 0; o < cout; o += 2) {
-        const int two = o + 1 < cout;
         int step;
         const int8_t *w = qg_row(weight, k4, cout, o, &step);
-        int32_t a0 = bias[o], a1 = two ? bias[o + 1] : 0;
-        for (g = 0; g < groups; g++) {
-            int32_t v, xa, xb, w0;
-            if (4 * g + 4 <= cin) {
-                v = qg_load(in + 4 * g);
-            } else {
-                uint32_t u = 0;
-                for (j = 0; 4 * g + j < cin; j++) u |= (uint32_t)(uint8_t)in[4 * g + j] << (8 * j);
-                v = (int32_t)u;
-            }
-            xa = __sxtb16(v);
-            xb = arch_q_sxtb16_ror8(v);
-            w0 = qg_load(w);
-            a0 = __smlad(__sxtb16(w0), xa, a0);
-            a0 = __smlad(arch_q_sxtb16_ror8(w0), xb, a0);
-            if (two) {
-                const int32_t w1 = qg_load(w + 4);
+        int32_t a0 = bias[o];
+        if (o + 1 < cout) {
+            int32_t a1 = bias[o + 1];
+            for (g = 0; g + 2 <= full; g += 2) { /* two whole groups a turn */
+                const int32_t v = qg_load(in + 4 * g), v2 = qg_load(in + 4 * g + 4);
+                const int32_t xa = __sxtb16(v), xb = arch_q_sxtb16_ror8(v);
+                const int32_t xc = __sxtb16(v2), xd = arch_q_sxtb16_ror8(v2);
+                const int32_t w0 = qg_load(w), w1 = qg_load(w + 4), w2 = qg_load(w + 8), w3 = qg_load(w + 12);
+                a0 = __smlad(__sxtb16(w0), xa, a0);
+                a0 = __smlad(arch_q_sxtb16_ror8(w0), xb, a0);
                 a1 = __smlad(__sxtb16(w1), xa, a1);
                 a1 = __smlad(arch_q_sxtb16_ror8(w1), xb, a1);
+                a0 = __smlad(__sxtb16(w2), xc, a0);
+                a0 = __smlad(arch_q_sxtb16_ror8(w2), xd, a0);
+                a1 = __smlad(__sxtb16(w3), xc, a1);
+                a1 = __smlad(arch_q_sxtb16_ror8(w3), xd, a1);
+                w += 16;
             }
-            w += step;
+            for (; g < groups; g++) {
+                const int32_t v = qg_vector_group(in, cin, g);
+                const int32_t xa = __sxtb16(v), xb = arch_q_sxtb16_ror8(v);
+                const int32_t w0 = qg_load(w), w1 = qg_load(w + 4);
+                a0 = __smlad(__sxtb16(w0), xa, a0);
+                a0 = __smlad(arch_q_sxtb16_ror8(w0), xb, a0);
+                a1 = __smlad(__sxtb16(w1), xa, a1);
+                a1 = __smlad(arch_q_sxtb16_ror8(w1), xb, a1);
+                w += 8;
+            }
+            out[o + 1] = arch_q_out_fast(a1, arch_q_channel(q, o + 1), q->zero_point, q->act_min, q->act_max);
+        } else {
+            for (g = 0; g < groups; g++) {
+                const int32_t v = qg_vector_group(in, cin, g), w0 = qg_load(w);
+                a0 = __smlad(__sxtb16(w0), __sxtb16(v), a0);
+                a0 = __smlad(arch_q_sxtb16_ror8(w0), arch_q_sxtb16_ror8(v), a0);
+                w += 4;
+            }
         }
         out[o] = arch_q_out_fast(a0, arch_q_channel(q, o), q->zero_point, q->act_min, q->act_max);
-        if (two) out[o + 1] = arch_q_out_fast(a1, arch_q_channel(q, o + 1), q->zero_point, q->act_min, q->act_max);
     }
 }
 
@@ -170,37 +202,33 @@ void arch_qgemm(const int8_t *restrict in, int cin, int hw, const int8_t *restri
                 const int32_t *restrict bias, int cout, int8_t *restrict out, const struct arch_qout *q)
 {
     const int k4 = (cin + 3) & ~3, groups = k4 / 4;
-    int32_t xs[2 * 4 * (k4 / 4)]; /* 8 words per group of 4 channels: 8 * k4 bytes of stack */
-    int p, o, j, half;
+    int p, o, j;
     if (hw == 1) {
         qg_vector(in, cin, weight, bias, cout, out, q);
         return;
     }
+    {
+    int32_t xs[2 * 4 * (k4 / 4)]; /* 8 words per group of 4 channels: 8 * k4 bytes of stack */
     for (p = 0; p < hw; p += 4) {
         const int np = hw - p < 4 ? hw - p : 4;
         qg_fill(xs, in, cin, hw, p, np, groups);
         for (o = 0; o < cout; o += 2) {
             int step;
             const int8_t *w = qg_row(weight, k4, cout, o, &step);
-            const int two = o + 1 < cout;
-            const struct arch_qch c0 = arch_q_channel(q, o), c1 = arch_q_channel(q, two ? o + 1 : o);
-            int8_t *y0 = out + o * hw + p, *y1 = y0 + hw;
-            for (half = 0; half < 2 && 2 * half < np; half++) {
-                const int32_t *x = xs + half * 4 * groups;
-                int32_t acc[4];
-                acc[0] = acc[1] = bias[o];
-                acc[2] = acc[3] = two ? bias[o + 1] : 0;
-                if (two) {
-                    qg_tile2(x, w, groups, acc);
-                } else {
-                    qg_tile1(x, w, groups, acc);
-                }
-                for (j = 0; j < 2 && 2 * half + j < np; j++) {
-                    y0[2 * half + j] = arch_q_out_fast(acc[j], c0, q->zero_point, q->act_min, q->act_max);
-                    if (two) y1[2 * half + j] = arch_q_out_fast(acc[2 + j], c1, q->zero_point, q->act_min, q->act_max);
-                }
+            int32_t a0[4], a1[4];
+            for (j = 0; j < 4; j++) a0[j] = bias[o];
+            if (o + 1 < cout) {
+                for (j = 0; j < 4; j++) a1[j] = bias[o + 1];
+                qg_tile2(xs, w, groups, a0, a1);
+                if (np > 2) qg_tile2(xs + 4 * groups, w, groups, a0 + 2, a1 + 2);
+                qg_out(out + (o + 1) * hw + p, a1, np, arch_q_channel(q, o + 1), q);
+            } else {
+                qg_tile1(xs, w, groups, a0);
+                if (np > 2) qg_tile1(xs + 4 * groups, w, groups, a0 + 2);
             }
+            qg_out(out + o * hw + p, a0, np, arch_q_channel(q, o), q);
         }
+    }
     }
 }
 
