@@ -70,6 +70,9 @@ def test_host_c_sanitized(tmp_path_factory):
         x = inputs(graph)[-3:]
         y = c_target.run(compiled(case, tmp_path_factory), case, x, sanitize=True)
         np.testing.assert_array_equal(y, run_int8(net, x)[0])
+    # odd map widths and channel counts through the fast kernels' pixel and channel pairs
+    graph, net, out, x = all_rules_net(tmp_path_factory)
+    np.testing.assert_array_equal(c_target.run(out, "all_rules", x, sanitize=True), run_int8(net, x)[0])
 
 
 def test_int8_build_quantizes_float_input(tmp_path_factory):

@@ -107,7 +107,8 @@ void arch_qconv_rows(const int8_t *restrict in, int cin, int h, int w, int32_t i
                      int8_t *restrict out, int oh, int ow, const struct arch_qout *q)
 {
     const int kp = (kw + 1) / 2, nrows = cin * kh, plane = oh * ow;
-    const int len = ((ow - 1) * sw + 2 * kp + 1) & ~1; /* the last pair read, rounded up */
+    const int ow2 = (ow + 1) & ~1; /* the tiles' pixel pairs: an odd last pixel's partner reads zeros */
+    const int len = ((ow2 - 1) * sw + 2 * kp + 1) & ~1; /* the last pair read, rounded up */
     int16_t ring[nrows][len];
     int32_t wp[cout][nrows * kp]; /* per output channel: nrows x kp tap pairs */
     int16_t *rows[CR_MAX_ROWS];                            /* (c, ky) -> its widened input row */
@@ -130,7 +131,7 @@ void arch_qconv_rows(const int8_t *restrict in, int cin, int h, int w, int32_t i
                 int32_t acc[4];
                 acc[0] = acc[1] = bias[o];
                 acc[2] = acc[3] = bias[o1];
-                cr_tile(acc, rp, nrows, kp, sw, wp[o], wp[o1]); /* a missing pixel 1 reads padding */
+                cr_tile(acc, rp, nrows, kp, sw, wp[o], wp[o1]);
                 {
                     const struct arch_qch c0 = arch_q_channel(q, o), c1 = arch_q_channel(q, o1);
                     y[0] = cr_out(acc[0], c0, q);
