@@ -58,6 +58,8 @@ def print_profile(console, graph, outdir: Path, name: str, mcu: str, x, opt=None
     head, body = prof.profile_table(rows)
     console.print(_rich_table(f"{graph.name} on {b.mcu.name}: per layer (first image; instructions counted "
                               f"by the QEMU plugin, cycles estimated)", head, body))
+    head, body = prof.type_table(rows)
+    console.print(_rich_table(f"{graph.name} on {b.mcu.name}: per layer type", head, body))
     head, body = prof.class_table(rows, mcu)
     console.print(_rich_table(f"instruction classes on {b.mcu.name} (cycles: profile.CYCLES)", head, body))
     console.print(f"The cycle estimate leaves out: {prof.LEFT_OUT}.")

@@ -252,6 +252,26 @@ class LayerRow:
     line: int | None  # its spec line
     macs: int
     counts: StepProfile
+    kind: str = ""  # layer_type: the row of the per-type table
+
+
+LAYER_TYPES = ("first conv", "depthwise", "1x1", "conv", "fc", "pool", "other")
+
+
+def layer_type(step, graph_input: str) -> str:
+    """The layer type of a step, as CMSIS-NN's per-layer figures group them: a convolution reading
+    the network's input, depthwise, pointwise (1x1), any other convolution, fully connected, pool."""
+    n = step.main
+    if n.op.name in ("conv", "conv dw"):
+        a, x = n.attrs, n.in_shapes[0]
+        if graph_input in n.inputs:
+            return "first conv"
+        if a.groups == x.c > 1:
+            return "depthwise"
+        return "1x1" if tuple(a.kernel) == (1, 1) else "conv"
+    if n.op.name == "fc":
+        return "fc"
+    return "pool" if "pool" in n.op.name else "other"
 
 
 def layer_profile(graph, outdir: Path, name: str, mcu: str, x: np.ndarray,
@@ -271,8 +291,9 @@ def layer_profile(graph, outdir: Path, name: str, mcu: str, x: np.ndarray,
         raise ArchError(f"the profile saw {len(windows) - 1} steps, the model has {len(steps)}")
     rows = []
     for s, counts in zip(steps, windows):
-        rows.append(LayerRow(s.main.name, s.main.row.line, sum(n.macs for n in s.nodes), counts))
-    rows.append(LayerRow("(return)", None, 0, windows[-1]))
+        rows.append(LayerRow(s.main.name, s.main.row.line, sum(n.macs for n in s.nodes), counts,
+                             layer_type(s, graph.input_name)))
+    rows.append(LayerRow("(return)", None, 0, windows[-1], "other"))
     return b, rows
 
 
@@ -288,6 +309,26 @@ def profile_table(rows: list[LayerRow]) -> tuple[list[str], list[list[str]]]:
     out = [row(r.layer, r.line, r.macs, r.counts.instructions, r.counts.cycles) for r in rows]
     out.append(row("total", None, sum(r.macs for r in rows), sum(r.counts.instructions for r in rows),
                    sum(r.counts.cycles for r in rows)))
+    return head, out
+
+
+def type_table(rows: list[LayerRow]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows incl. the total) of instructions and estimated cycles per layer type."""
+    head = ["layer type", "layers", "mult-adds", "instructions", "est. cycles", "insns/MAC", "cycles/MAC"]
+    out = []
+    for kind in LAYER_TYPES:
+        group = [r for r in rows if r.kind == kind]
+        if not group:
+            continue
+        macs = sum(r.macs for r in group)
+        insns, cycles = sum(r.counts.instructions for r in group), sum(r.counts.cycles for r in group)
+        per = (lambda v: f"{v / macs:.2f}") if macs else (lambda v: "")
+        layers = sum(1 for r in group if r.line is not None)
+        out.append([kind, str(layers), f"{macs:,}", f"{insns:,}", f"{cycles:,}", per(insns), per(cycles)])
+    macs = sum(r.macs for r in rows)
+    insns, cycles = sum(r.counts.instructions for r in rows), sum(r.counts.cycles for r in rows)
+    out.append(["total", str(sum(1 for r in rows if r.line is not None)), f"{macs:,}", f"{insns:,}", f"{cycles:,}",
+                f"{insns / macs:.2f}" if macs else "", f"{cycles / macs:.2f}" if macs else ""])
     return head, out
 
 

@@ -148,19 +148,20 @@ static inline int8_t arch_q_out_sat(int32_t acc, struct arch_qch c, int32_t out_
 }
 
 /* The fast convolutions' rows (rt_qconv.c, rt_qdwconv.c): input row iy of the h x w `plane` as int16
- * x - zp at r[pad_left ..], zeros elsewhere in r[0 .. len) (padding rows and columns). */
-static inline void arch_q_widen_row(int16_t *restrict r, int len, const int8_t *restrict plane, int h, int w, int iy,
-                     int pad_left, int32_t in_zp)
+ * x - zp at r[pad_left ..], or zeros there for a padding row. The columns of r outside
+ * [pad_left, pad_left + min(w, len - pad_left)) are padding: zeroed once (arch_q_rows_init) and
+ * never written again. */
+static inline void arch_q_widen_row(int16_t *restrict r, int len, const int8_t *restrict plane, int h, int w,
+                                    int iy, int pad_left, int32_t in_zp)
 {
-    int j = 0, n = 0;
+    const int n = w < len - pad_left ? w : len - pad_left;
     int16_t *dst = r + pad_left;
-    if (iy >= 0 && iy < h) {
-        n = w < len - pad_left ? w : len - pad_left;
-        plane += iy * w;
+    int j = 0;
+    if (iy < 0 || iy >= h) {
+        memset(dst, 0, (size_t)n * sizeof(int16_t));
+        return;
     }
-    for (j = 0; j < pad_left; j++) r[j] = 0;
-    for (j = pad_left + n; j < len; j++) r[j] = 0;
-    j = 0;
+    plane += iy * w;
 #if defined(ARCH_Q_DSP)
     {
         const uint32_t zp16 = (uint16_t)(int16_t)-in_zp;
@@ -180,20 +181,31 @@ static inline void arch_q_widen_row(int16_t *restrict r, int len, const int8_t *
     for (; j < n; j++) dst[j] = (int16_t)(plane[j] - in_zp);
 }
 
-/* The kh input rows iy .. iy + kh - 1 of an output row, widened: for the first output row all of
- * them, then the rows shift up by the stride sh and only the sh new ones are widened. */
-static inline void arch_q_next_rows(int16_t **rows, int kh, int sh, int first, int len, const int8_t *plane,
-                                    int h, int w, int iy, int pad_left, int32_t in_zp)
+/* A ring of kh widened rows seen through ring[0 .. 2 kh): ring[i] = buffer row i mod kh, so the
+ * window of the current output row is ring + base, and moving down by the stride moves base (no
+ * copying). The buffer (kh rows of len) is zeroed here, once. */
+static inline void arch_q_rows_init(int16_t **ring, int16_t *buffer, int kh, int len)
+{
+    int i;
+    memset(buffer, 0, (size_t)kh * (size_t)len * sizeof(int16_t));
+    for (i = 0; i < kh; i++) ring[i] = ring[kh + i] = buffer + i * len;
+}
+
+/* The window (kh row pointers) of output row oy: the input rows iy .. iy + kh - 1, widened; for the
+ * first output row all of them, then only the sh new ones. */
+static inline int16_t **arch_q_next_rows(int16_t **ring, int *base, int kh, int sh, int first, int len,
+                                        const int8_t *plane, int h, int w, int iy, int pad_left, int32_t in_zp)
 {
     int ky, fresh = kh;
-    if (!first && sh < kh) {
-        int16_t *spare[8];
-        for (ky = 0; ky < sh; ky++) spare[ky] = rows[ky];
-        for (ky = 0; ky + sh < kh; ky++) rows[ky] = rows[ky + sh];
-        for (ky = 0; ky < sh; ky++) rows[kh - sh + ky] = spare[ky];
-        fresh = sh;
+    int16_t **rows;
+    if (!first) {
+        *base += sh;
+        while (*base >= kh) *base -= kh;
+        fresh = sh < kh ? sh : kh;
     }
+    rows = ring + *base;
     for (ky = kh - fresh; ky < kh; ky++) arch_q_widen_row(rows[ky], len, plane, h, w, iy + ky, pad_left, in_zp);
+    return rows;
 }
 
 /* One row of kw int8 taps as ceil(kw / 2) int16 pairs (low half first, an odd last tap with 0). */

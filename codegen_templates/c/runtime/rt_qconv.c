@@ -109,21 +109,26 @@ void arch_qconv_rows(const int8_t *restrict in, int cin, int h, int w, int32_t i
     const int kp = (kw + 1) / 2, nrows = cin * kh, plane = oh * ow;
     const int ow2 = (ow + 1) & ~1; /* the tiles' pixel pairs: an odd last pixel's partner reads zeros */
     const int len = ((ow2 - 1) * sw + 2 * kp + 1) & ~1; /* the last pair read, rounded up */
-    int16_t ring[nrows][len];
+    int16_t buffer[nrows][len];
     int32_t wp[cout][nrows * kp]; /* per output channel: nrows x kp tap pairs */
-    int16_t *rows[CR_MAX_ROWS];                            /* (c, ky) -> its widened input row */
-    int o, c, oy, ox, j;
+    int16_t *ring[2 * CR_MAX_ROWS]; /* channel c's ring: ring + 2 kh c (arch_q_rows_init) */
+    int16_t **win[CR_MAX_ROWS]; /* channel c's window of kh rows */
+    int o, c, oy, ox, j, base = 0;
     for (o = 0; o < cout; o++)
         for (j = 0; j < nrows; j++) arch_q_tap_pairs(weight + (o * nrows + j) * kw, kw, wp[o] + j * kp);
-    for (j = 0; j < nrows; j++) rows[j] = ring[j];
+    for (c = 0; c < cin; c++) arch_q_rows_init(ring + 2 * kh * c, buffer[c * kh], kh, len);
     for (oy = 0; oy < oh; oy++) {
-        for (c = 0; c < cin; c++)
-            arch_q_next_rows(rows + c * kh, kh, sh, oy == 0, len, in + c * h * w, h, w, oy * sh - pad_top, pad_left,
-                             in_zp);
+        for (c = 0; c < cin; c++) {
+            int b = base;
+            win[c] = arch_q_next_rows(ring + 2 * kh * c, &b, kh, sh, oy == 0, len, in + c * h * w, h, w,
+                                      oy * sh - pad_top, pad_left, in_zp);
+            if (c == cin - 1) base = b;
+        }
         for (ox = 0; ox < ow; ox += 2) {
             const int two_px = ox + 1 < ow;
             const int16_t *rp[CR_MAX_ROWS];
-            for (j = 0; j < nrows; j++) rp[j] = rows[j] + ox * sw;
+            for (c = 0; c < cin; c++)
+                for (j = 0; j < kh; j++) rp[c * kh + j] = win[c][j] + ox * sw;
             for (o = 0; o < cout; o += 2) {
                 const int two_ch = o + 1 < cout;
                 const int o1 = two_ch ? o + 1 : o;

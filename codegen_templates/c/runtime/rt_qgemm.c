@@ -160,8 +160,9 @@ ARCH_Q_NOINLINE static void qg_vector(const int8_t *restrict in, int cin, const 
         int32_t a0 = bias[o];
         if (o + 1 < cout) {
             int32_t a1 = bias[o + 1];
-            for (g = 0; g + 2 <= full; g += 2) { /* two whole groups a turn */
-                const int32_t v = qg_load(in + 4 * g), v2 = qg_load(in + 4 * g + 4);
+            const int8_t *x = in, *const xend = in + 4 * (full & ~1);
+            for (; x != xend; x += 8) { /* two whole groups a turn */
+                const int32_t v = qg_load(x), v2 = qg_load(x + 4);
                 const int32_t xa = __sxtb16(v), xb = arch_q_sxtb16_ror8(v);
                 const int32_t xc = __sxtb16(v2), xd = arch_q_sxtb16_ror8(v2);
                 const int32_t w0 = qg_load(w), w1 = qg_load(w + 4), w2 = qg_load(w + 8), w3 = qg_load(w + 12);
@@ -175,7 +176,7 @@ ARCH_Q_NOINLINE static void qg_vector(const int8_t *restrict in, int cin, const 
                 a1 = __smlad(arch_q_sxtb16_ror8(w3), xd, a1);
                 w += 16;
             }
-            for (; g < groups; g++) {
+            for (g = full & ~1; g < groups; g++) {
                 const int32_t v = qg_vector_group(in, cin, g);
                 const int32_t xa = __sxtb16(v), xb = arch_q_sxtb16_ror8(v);
                 const int32_t w0 = qg_load(w), w1 = qg_load(w + 4);
