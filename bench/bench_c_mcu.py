@@ -16,10 +16,12 @@ Instructions: the generated harness reads CMSDK TIMER0 (25 MHz) around <p>_invok
 wait states. Each --opt is one set of optimisation flags for the model and kernels (default: the
 target's MCU_OPT, -O3 -ffp-contract=fast, and plain -O2 for comparison).
 
-Per layer: for each MCU at the target's MCU_OPT, the table of `archdsl run --mcu M --profile`:
-executed instructions per step counted by the project's QEMU plugin and cycles estimated with the
-Cortex-M4/M7 cycle table of archdsl/backends/c_target/profile.py (fp32; see there for what the
-estimate leaves out). --no-profile skips it.
+Per layer: for the Cortex-M4 and M7 at the target's MCU_OPT, the tables of `archdsl run --mcu M
+--profile`: executed instructions per step counted by the project's QEMU plugin and cycles
+estimated with the Cortex-M4/M7 cycle table of archdsl/backends/c_target/profile.py (see there for
+what the estimate leaves out), then the same summed per layer type (first conv, depthwise, 1x1, fc,
+pool: the rows of CMSIS-NN's figures in issue 13). The Cortex-M3 (no DSP extension: the int8
+kernels' portable path) gets the instruction count only. --no-profile skips it.
 
 Arena: plan_memory's arena (the #define; what `stats` reports), the largest set of tensors alive at
 once (a lower bound for any plan of this schedule), and the largest input + output of one step (the
@@ -109,7 +111,9 @@ def main() -> int:
 
             from archdsl.commands.mcu import print_profile
 
-            for mcu in c_target.MCUS:
+            from archdsl.backends.c_target.profile import MCU_COLUMN
+
+            for mcu in MCU_COLUMN:  # the MCUs with a cycle table (M4, M7)
                 print_profile(Console(width=120), graph, Path(tmp), "net", mcu, x)
     arena_table()
     return 0

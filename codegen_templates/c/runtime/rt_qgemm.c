@@ -18,6 +18,8 @@
 
 #include "archdsl_qrt.h"
 
+#define QG_MAX_BLOCKS 8 /* pixel blocks of 4 per pass */
+
 /* The first of the packed weights of output channel o, and the step between its groups of 4. */
 static const int8_t *qg_row(const int8_t *weight, int k4, int cout, int o, int *step)
 {
@@ -83,52 +85,59 @@ static void qg_fill(int32_t *restrict xs, const int8_t *restrict in, int cin, in
     }
 }
 
-/* acc0[0, 1], acc1[0, 1] (2 channels x 2 pixels) += the packed rows (step 8) times 2 pixels of xs. */
-ARCH_Q_NOINLINE static void qg_tile2(const int32_t *restrict x, const int8_t *restrict w, int groups,
+/* acc0[2h, 2h + 1], acc1[2h, 2h + 1] (2 channels x 2 pixels) += the packed rows (step 8) times the
+ * pixel pair h of xs, for the nhalf pairs (each 4 words a group of 4 channels). */
+ARCH_Q_NOINLINE static void qg_tile2(const int32_t *restrict x, const int8_t *restrict rows, int groups, int nhalf,
                                      int32_t *restrict acc0, int32_t *restrict acc1)
 {
-    int32_t a00 = acc0[0], a01 = acc0[1], a10 = acc1[0], a11 = acc1[1];
-    int g;
-    for (g = 0; g < groups; g++) {
-        const int32_t w0 = qg_load(w), w1 = qg_load(w + 4);
-        const int32_t x0a = x[0], x0b = x[1], x1a = x[2], x1b = x[3];
-        const int32_t w0a = __sxtb16(w0), w0b = arch_q_sxtb16_ror8(w0);
-        const int32_t w1a = __sxtb16(w1), w1b = arch_q_sxtb16_ror8(w1);
-        a00 = __smlad(w0a, x0a, a00);
-        a00 = __smlad(w0b, x0b, a00);
-        a01 = __smlad(w0a, x1a, a01);
-        a01 = __smlad(w0b, x1b, a01);
-        a10 = __smlad(w1a, x0a, a10);
-        a10 = __smlad(w1b, x0b, a10);
-        a11 = __smlad(w1a, x1a, a11);
-        a11 = __smlad(w1b, x1b, a11);
-        w += 8;
-        x += 4;
+    int h, g;
+    for (h = 0; h < nhalf; h++) {
+        const int8_t *w = rows;
+        int32_t a00 = acc0[2 * h], a01 = acc0[2 * h + 1], a10 = acc1[2 * h], a11 = acc1[2 * h + 1];
+        for (g = 0; g < groups; g++) {
+            const int32_t w0 = qg_load(w), w1 = qg_load(w + 4);
+            const int32_t x0a = x[0], x0b = x[1], x1a = x[2], x1b = x[3];
+            const int32_t w0a = __sxtb16(w0), w0b = arch_q_sxtb16_ror8(w0);
+            const int32_t w1a = __sxtb16(w1), w1b = arch_q_sxtb16_ror8(w1);
+            a00 = __smlad(w0a, x0a, a00);
+            a00 = __smlad(w0b, x0b, a00);
+            a01 = __smlad(w0a, x1a, a01);
+            a01 = __smlad(w0b, x1b, a01);
+            a10 = __smlad(w1a, x0a, a10);
+            a10 = __smlad(w1b, x0b, a10);
+            a11 = __smlad(w1a, x1a, a11);
+            a11 = __smlad(w1b, x1b, a11);
+            w += 8;
+            x += 4;
+        }
+        acc0[2 * h] = a00;
+        acc0[2 * h + 1] = a01;
+        acc1[2 * h] = a10;
+        acc1[2 * h + 1] = a11;
     }
-    acc0[0] = a00;
-    acc0[1] = a01;
-    acc1[0] = a10;
-    acc1[1] = a11;
 }
 
-/* acc[0, 1] (1 channel x 2 pixels) += one plain row (step 4) times 2 pixels of xs. */
-ARCH_Q_NOINLINE static void qg_tile1(const int32_t *restrict x, const int8_t *restrict w, int groups,
+/* acc[2h, 2h + 1] (1 channel x 2 pixels) += one plain row (step 4) times the pixel pairs of xs. */
+ARCH_Q_NOINLINE static void qg_tile1(const int32_t *restrict x, const int8_t *restrict row, int groups, int nhalf,
                                      int32_t *restrict acc)
 {
-    int32_t a0 = acc[0], a1 = acc[1];
-    int g;
-    for (g = 0; g < groups; g++) {
-        const int32_t w0 = qg_load(w);
-        const int32_t wa = __sxtb16(w0), wb = arch_q_sxtb16_ror8(w0);
-        a0 = __smlad(wa, x[0], a0);
-        a0 = __smlad(wb, x[1], a0);
-        a1 = __smlad(wa, x[2], a1);
-        a1 = __smlad(wb, x[3], a1);
-        w += 4;
-        x += 4;
+    int h, g;
+    for (h = 0; h < nhalf; h++) {
+        const int8_t *w = row;
+        int32_t a0 = acc[2 * h], a1 = acc[2 * h + 1];
+        for (g = 0; g < groups; g++) {
+            const int32_t w0 = qg_load(w);
+            const int32_t wa = __sxtb16(w0), wb = arch_q_sxtb16_ror8(w0);
+            a0 = __smlad(wa, x[0], a0);
+            a0 = __smlad(wb, x[1], a0);
+            a1 = __smlad(wa, x[2], a1);
+            a1 = __smlad(wb, x[3], a1);
+            w += 4;
+            x += 4;
+        }
+        acc[2 * h] = a0;
+        acc[2 * h + 1] = a1;
     }
-    acc[0] = a0;
-    acc[1] = a1;
 }
 
 /* n outputs of channel c from their accumulators (its own loop: the constants stay in registers). */
@@ -209,27 +218,29 @@ void arch_qgemm(const int8_t *restrict in, int cin, int hw, const int8_t *restri
         return;
     }
     {
-    int32_t xs[2 * 4 * (k4 / 4)]; /* 8 words per group of 4 channels: 8 * k4 bytes of stack */
-    for (p = 0; p < hw; p += 4) {
-        const int np = hw - p < 4 ? hw - p : 4;
-        qg_fill(xs, in, cin, hw, p, np, groups);
-        for (o = 0; o < cout; o += 2) {
-            int step;
-            const int8_t *w = qg_row(weight, k4, cout, o, &step);
-            int32_t a0[4], a1[4];
-            for (j = 0; j < 4; j++) a0[j] = bias[o];
-            if (o + 1 < cout) {
-                for (j = 0; j < 4; j++) a1[j] = bias[o + 1];
-                qg_tile2(xs, w, groups, a0, a1);
-                if (np > 2) qg_tile2(xs + 4 * groups, w, groups, a0 + 2, a1 + 2);
-                qg_out(out + (o + 1) * hw + p, a1, np, arch_q_channel(q, o + 1), q);
-            } else {
-                qg_tile1(xs, w, groups, a0);
-                if (np > 2) qg_tile1(xs + 4 * groups, w, groups, a0 + 2);
+        /* blocks of 4 * m pixels, m up to 8 while the block's widened input stays within 2 KB: thin
+         * layers (few input channels) share the calls and the requantization setup over more pixels */
+        const int m = k4 >= 256 ? 1 : 256 / k4 < QG_MAX_BLOCKS ? 256 / k4 : QG_MAX_BLOCKS;
+        int32_t xs[QG_MAX_BLOCKS > 0 ? 8 * (k4 / 4) * m : 1]; /* 8 words per group of 4 channels and 4 pixels */
+        int32_t a0[4 * QG_MAX_BLOCKS], a1[4 * QG_MAX_BLOCKS];
+        for (p = 0; p < hw; p += 4 * m) {
+            const int np = hw - p < 4 * m ? hw - p : 4 * m, nhalf = (np + 1) / 2;
+            for (j = 0; 4 * j < np; j++)
+                qg_fill(xs + 8 * groups * j, in, cin, hw, p + 4 * j, np - 4 * j < 4 ? np - 4 * j : 4, groups);
+            for (o = 0; o < cout; o += 2) {
+                int step;
+                const int8_t *w = qg_row(weight, k4, cout, o, &step);
+                for (j = 0; j < 2 * nhalf; j++) a0[j] = bias[o];
+                if (o + 1 < cout) {
+                    for (j = 0; j < 2 * nhalf; j++) a1[j] = bias[o + 1];
+                    qg_tile2(xs, w, groups, nhalf, a0, a1);
+                    qg_out(out + (o + 1) * hw + p, a1, np, arch_q_channel(q, o + 1), q);
+                } else {
+                    qg_tile1(xs, w, groups, nhalf, a0);
+                }
+                qg_out(out + o * hw + p, a0, np, arch_q_channel(q, o), q);
             }
-            qg_out(out + o * hw + p, a0, np, arch_q_channel(q, o), q);
         }
-    }
     }
 }
 
