@@ -27,8 +27,6 @@ import stat
 import zipfile
 from pathlib import Path
 
-import numpy as np
-
 from .errors import ArchError, Loc
 
 SPEC_LIMIT = 4 << 20          # a spec is a few KB of text; 4 MiB is generous
@@ -100,6 +98,7 @@ def file_limit(graph) -> int:
 # ---------------------------------------------------------------- .npy / .npz
 
 def _npy_header(f, where: str):
+    import numpy as np  # here, not at the top: `stats` and `check` read specs without numpy
     try:
         version = np.lib.format.read_magic(f)
         if version == (1, 0):
@@ -114,6 +113,7 @@ def _npy_header(f, where: str):
 
 def _read_array(f, where: str, budget: int) -> np.ndarray:
     """One .npy stream: the header, then exactly the bytes it declares (no more is read)."""
+    import numpy as np
     shape, fortran, dtype = _npy_header(f, where)
     if dtype.hasobject:
         raise ArchError(f"{where} is not a plain .npy array: it holds pickled objects, which are never loaded", None,
@@ -281,6 +281,7 @@ def torch_state(path, limit: int):
 
 def check_finite(weights: dict, source: str) -> None:
     """Refuse NaN and infinite weights, naming the file and (up to ten of) the tensors."""
+    import numpy as np
     bad = []
     for key in sorted(weights):
         arr = np.asarray(weights[key])

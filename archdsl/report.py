@@ -8,8 +8,6 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from .analysis.costs import CONVENTION, by_type, layer_costs, totals
 from .errors import ArchError
 from .ir import Graph
@@ -418,7 +416,7 @@ def int8_figures(graph: Graph) -> dict:
         w = main.params["weight"]
         cout = int(w.shape[0])
         row = {"name": main.name, "line": main.row.line if main.row else 0, "op": main.op.name,
-               "weights": int(np.prod(w.shape)), "bias": 4 * cout, "requant": REQUANT_BYTES * cout}
+               "weights": w.numel, "bias": 4 * cout, "requant": REQUANT_BYTES * cout}
         row["total"] = row["weights"] + row["bias"] + row["requant"]
         layers.append(row)
     plan = plan_memory(graph, elem_bytes=1)

@@ -135,6 +135,41 @@ def test_chosen_plan_stays_within_the_budget_and_shrinks_the_arena():
     assert tight is None or tight.extra_macs <= 0.01 * tight.network_macs
 
 
+def _every_candidate(graph, steps, elem_bytes, budget, input_in_arena):
+    """The smallest (arena, extra mult-adds) over every prefix and square grid within the budget,
+    the first in (prefix, grid) order on a tie: the search `choose` makes, without its bound."""
+    best_key, best = (plan_memory(graph, steps, elem_bytes, inplace_dw=True,
+                                  input_in_arena=input_in_arena).arena_bytes, 0), None
+    total = sum(n.macs for n in graph.nodes)
+    for p in patch.prefixes(graph, steps):
+        shape = steps[p - 1].out_shape
+        for n in range(2, min(patch.MAX_GRID, shape.h, shape.w) + 1):
+            plan = patch.make(graph, steps, p, (n, n))
+            if plan.extra_macs > budget * total:
+                break
+            key = (plan_memory(graph, steps, elem_bytes, inplace_dw=True, patches=plan,
+                               input_in_arena=input_in_arena).arena_bytes, plan.extra_macs)
+            if key < best_key:
+                best_key, best = key, plan
+    return best
+
+
+@pytest.mark.parametrize("spec", ["mobilenet_v1.arch", "vww_mobilenet_v1.arch", "mobilenet_v2.arch",
+                                  "resnet8_cifar10.arch", "shufflenet_v2.arch"])
+def test_the_bounded_search_finds_what_trying_every_candidate_finds(spec):
+    """choose() skips the prefixes its arena bound rules out; the plan must be the exhaustive search's."""
+    graph = load_graph(spec)
+    steps = schedule(graph)
+    for elem_bytes, budget, held in ((4, patch.DEFAULT_BUDGET, True), (1, patch.DEFAULT_BUDGET, True),
+                                     (4, 0.3, True), (1, patch.DEFAULT_BUDGET, False)):
+        want = _every_candidate(graph, steps, elem_bytes, budget, held)
+        got = patch.choose(graph, steps, elem_bytes=elem_bytes, budget=budget, input_in_arena=held)
+        assert (got is None) == (want is None), (spec, elem_bytes, budget, held)
+        if want is not None:
+            assert (got.prefix, got.grid, got.extra_macs) == (want.prefix, want.grid, want.extra_macs), \
+                (spec, elem_bytes, budget, held)
+
+
 def test_bad_prefix_and_grid_are_errors():
     graph = load_graph("vww_mobilenet_v1.arch")
     steps = schedule(graph)

@@ -191,30 +191,40 @@ def make(graph: Graph, steps: list[Step], prefix: int, grid: tuple[int, int]) ->
     if not (1 <= rows <= shape.h and 1 <= cols <= shape.w) or rows * cols < 2:
         raise ArchError(f"a {rows}x{cols} grid does not fit {last.output}'s {shape.h}x{shape.w} map", None,
                         "use at least two tiles, and at most one per row and per column")
+    return _make(graph, steps, prefix, grid)
+
+
+def _make(graph: Graph, steps: list[Step], prefix: int, grid: tuple[int, int]) -> PatchPlan:
+    """make() for a prefix and grid already known to fit."""
+    last = steps[prefix - 1]
+    shape = last.out_shape
+    rows, cols = grid
     tiles: list[list[TileStep]] = []
     stored: list[dict[str, Rect]] = []
     tiled = 0
+    # per step, once: its output, its map's area and its mult-adds (the tile loop reads them often)
+    outputs = [st.output for st in steps[:prefix]]
+    areas = [st.out_shape.h * st.out_shape.w for st in steps[:prefix]]
+    step_macs = [_step_macs(st) for st in steps[:prefix]]
     for (y0, y1) in _split(shape.h, rows):
         for (x0, x1) in _split(shape.w, cols):
             need: dict[str, Rect] = {last.output: Rect(y0, y1, x0, x1)}
             per_step: list[TileStep | None] = [None] * prefix
             for k in range(prefix - 1, -1, -1):
                 st = steps[k]
-                out = need[st.output]
+                out = need[outputs[k]]
                 reads, pads = [], (0, 0, 0, 0)
                 for i, t in enumerate(st.inputs):
                     r, p = _read_region(st, i, out)
                     reads.append(r)
                     pads = p if i == 0 else pads
                     need[t] = r.union(need.get(t))
-                full = st.out_shape.h * st.out_shape.w
-                macs = _step_macs(st) * out.area // full
+                macs = step_macs[k] * out.area // areas[k]
                 tiled += macs
                 per_step[k] = TileStep(out, tuple(reads), pads, macs)
             tiles.append(per_step)
             stored.append({t: r for t, r in need.items() if t != graph.input_name})
-    prefix_macs = sum(_step_macs(st) for st in steps[:prefix])
-    return PatchPlan(prefix, grid, last.output, tiles, stored, prefix_macs, tiled,
+    return PatchPlan(prefix, grid, last.output, tiles, stored, sum(step_macs), tiled,
                      sum(n.macs for n in graph.nodes))
 
 
@@ -254,7 +264,7 @@ def choose(graph: Graph, steps: list[Step] | None = None, *, elem_bytes: int = 4
 
 def _choose(graph: Graph, steps: list[Step], elem_bytes: int, budget: float, only_prefix: int | None = None,
             only_grid: tuple[int, int] | None = None, input_in_arena: bool = True) -> "PatchPlan | None":
-    from .memory import plan_memory
+    from .memory import _aligned, plan_memory
 
     whole = plan_memory(graph, steps, elem_bytes, inplace_dw=True, input_in_arena=input_in_arena)
     best_key = (whole.arena_bytes, 0)
@@ -265,19 +275,33 @@ def _choose(graph: Graph, steps: list[Step], elem_bytes: int, budget: float, onl
         if only_prefix not in ends:
             make(graph, steps, only_prefix, only_grid or (2, 2))  # raises the diagnostic
         ends = [only_prefix]
-    for p in ends:
+    # Candidates are tried in the order of a bound below their arena (the most promising first),
+    # so that the bound can skip the rest; the position in the plain order (prefix, then grid) breaks
+    # ties as trying them in that order would. The bound: while the prefix runs, the whole input
+    # (when the arena holds it) and the whole prefix output are alive together; after it, the buffers
+    # alive are the same whatever the grid (tile buffers end with the prefix), so the first grid's
+    # plan bounds the others.
+    whole_input = _aligned(graph.input_shape.numel * elem_bytes) if input_in_arena else 0
+    best_key = (*best_key, -1)
+    bounds = {p: whole_input + _aligned(steps[p - 1].out_shape.numel * elem_bytes) for p in ends}
+    for order, p in sorted(enumerate(ends), key=lambda e: bounds[e[1]]):
         shape = steps[p - 1].out_shape
+        bound = bounds[p]
         grids = [only_grid] if only_grid else [(n, n) for n in range(2, MAX_GRID + 1)]
-        for rows, cols in grids:
+        for g, (rows, cols) in enumerate(grids):
+            if bound > best_key[0]:
+                break  # no grid of this prefix can do better
             if rows > shape.h or cols > shape.w:
                 break
-            plan = make(graph, steps, p, (rows, cols))
+            plan = _make(graph, steps, p, (rows, cols)) if only_grid is None else make(graph, steps, p, (rows, cols))
             if plan.extra_macs > budget * total:
                 break  # finer grids only recompute more
-            arena = plan_memory(graph, steps, elem_bytes, inplace_dw=True, patches=plan,
-                                input_in_arena=input_in_arena).arena_bytes
-            if (arena, plan.extra_macs) < best_key:
-                best_key, best_plan = (arena, plan.extra_macs), plan
+            memory = plan_memory(graph, steps, elem_bytes, inplace_dw=True, patches=plan,
+                                 input_in_arena=input_in_arena)
+            bound = max(bound, max(memory.live_bytes[p + 1:], default=0))
+            key = (memory.arena_bytes, plan.extra_macs, order * len(grids) + g)
+            if key < best_key:
+                best_key, best_plan = key, plan
     return best_plan
 
 
