@@ -12,7 +12,10 @@ from typing import Any, List, Optional
 
 import typer
 
+from .commands import plain_params
 from .errors import ArchError
+
+plain_params.install()  # str, int, float and Path values without importing pydantic (see the module)
 
 app = typer.Typer(
     name="archdsl",
