@@ -43,6 +43,7 @@ def _check(graph, plan, tmp_path, *, sanitize=False, what=""):
 @needs_cc
 @pytest.mark.parametrize("spec", all_specs(), ids=lambda p: p.stem)
 def test_every_spec_with_its_chosen_plan(spec, tmp_path):
+    """fp32, on the host and, where the weights fit the QEMU board, on Cortex-M4."""
     graph = load_graph(spec, **reduced(spec))
     steps = schedule(graph)
     rep = patch.memory_report(graph)
@@ -50,6 +51,15 @@ def test_every_spec_with_its_chosen_plan(spec, tmp_path):
         pytest.skip(f"{spec.stem}: neither in-place depthwise nor patches lower its arena")
     assert rep.patched.arena_bytes <= rep.plain.arena_bytes
     _check(graph, rep.patched, tmp_path, what=spec.stem)
+    w = init_weights(graph, 0)
+    fits = 4 * sum(v.size for v in w.values()) < 3 << 20  # the QEMU board's flash: 4 MiB
+    if fits and c_target.mcu_unavailable() is None:  # and on Cortex-M4 under QEMU, with the arena as .bss
+        x = batch(graph, n=1)
+        b = c_target.build_mcu(tmp_path, "net", "cortex-m4")
+        assert b.arena_bytes == rep.patched.arena_bytes
+        c = compare(c_target.run_mcu(b, x, graph.output_shape.numel).output,
+                    reference_forward(graph, w, x)[0].reshape(1, -1))
+        assert c.ok, f"{spec.stem} on cortex-m4: max abs diff {c.max_abs:.3g}"
     assert rep.patched is plan_memory(graph, steps, inplace_dw=True, patches=rep.patch) or (
         rep.patched.arena_bytes == plan_memory(graph, steps, inplace_dw=True, patches=rep.patch).arena_bytes)
 

@@ -26,7 +26,7 @@ from archdsl.quant.network import QuantizedNetwork
 from archdsl.quant.ptq import quantize
 from archdsl.quant.runtime import run_int8
 from archdsl.weights import init_weights
-from conftest import parse_text
+from conftest import all_specs, load_graph, parse_text
 from test_patches import GEOMETRIES
 
 needs_cc = pytest.mark.skipif(c_target.unavailable() is not None, reason="no C compiler")
@@ -227,7 +227,7 @@ def test_stats_and_compile_input_outside(tmp_path):
     from typer.testing import CliRunner
 
     from archdsl.cli import app
-    from conftest import SPECS, load_graph
+    from conftest import SPECS
 
     spec = str(SPECS / "vww_mobilenet_v1.arch")
     res = CliRunner().invoke(app, ["stats", spec, "--int8", "--input-outside-arena", "--format", "json"])
@@ -245,3 +245,38 @@ def test_stats_and_compile_input_outside(tmp_path):
     assert "vww_mobilenet_v1_invoke_on(const float *in)" in h
     res = CliRunner().invoke(app, ["compile", spec, "-t", "numpy", "-o", str(tmp_path / "np"), "--input-outside-arena"])
     assert res.exit_code != 0 and "C target only" in res.output and "Traceback" not in res.output
+
+
+@needs_cc
+@pytest.mark.parametrize("spec", all_specs(), ids=lambda p: p.stem)
+def test_every_spec_int8_with_its_chosen_plan(spec, tmp_path):
+    """Every spec of the zoo (at the reduced widths of test_c_target, inputs near 64 pixels)
+    quantized by `archdsl quantize`, built in int8 C with the plan the chooser makes in int8 bytes, the input read from
+    the caller's buffer: the prefix output and every later tensor equal to the untiled run's, on
+    the host and (the output) on Cortex-M4 under QEMU."""
+    from archdsl.errors import ArchError
+    from archdsl.quant.network import refuse_unsupported
+    from test_c_target import reduced
+
+    sets = reduced(spec)
+    if "rho" in sets:  # inputs near 64 pixels: the int8 reference runs in float64
+        sets["rho"] = min(sets["rho"], 64 / load_graph(spec).input_shape.h)
+    graph = load_graph(spec, **sets)
+    try:
+        refuse_unsupported(graph)
+    except ArchError as e:
+        pytest.skip(f"{spec.stem} has no int8 build: {str(e).splitlines()[0]}")
+    rep = patch.memory_report(graph, elem_bytes=1, input_in_arena=False)
+    plain = plan_memory(graph, elem_bytes=1, input_in_arena=False)
+    if rep.patch is None and rep.inplace.arena_bytes == plain.arena_bytes:
+        pytest.skip(f"{spec.stem}: neither in-place depthwise nor patches lower its int8 arena")
+    rng = np.random.default_rng(0)
+    calib = rng.uniform(-1, 1, (4, *graph.input_shape.chw)).astype(np.float32)
+    q, _ = quantize(graph, init_weights(graph, 0), calib)
+    net = QuantizedNetwork.build(graph, q)
+    x = rng.integers(-128, 128, (1, *graph.input_shape.chw)).astype(np.int8)
+    y = _check_c(graph, q, net, x, rep.patched, tmp_path, what=spec.stem)
+    if c_target.mcu_unavailable() is None:  # and on Cortex-M4 under QEMU, with the arena as .bss
+        b = c_target.build_mcu(tmp_path, "net", "cortex-m4")
+        assert b.arena_bytes == rep.patched.arena_bytes
+        np.testing.assert_array_equal(c_target.run_mcu(b, x, graph.output_shape.numel).output, y.reshape(1, -1))
