@@ -136,7 +136,7 @@ typedef __m256i vmask;
 #define V_LOAD(p) _mm256_loadu_ps(p)
 #define V_LOADM(p, m) _mm256_maskload_ps(p, m)
 #define V_STORE(p, v) _mm256_storeu_ps(p, v)
-#define V_STOREM(p, v, m) _mm256_maskstore_ps(p, m, v)
+#define V_STOREM(p, v, m) v_store_first(p, v, m)
 #define V_SET1(x) _mm256_set1_ps(x)
 #define V_BCAST(p) _mm256_broadcast_ss(p)
 #define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
@@ -151,20 +151,68 @@ typedef __m256i vmask;
 #else
 #define ARCH_INLINE static inline
 #endif
-/* Stride 2: v[l] = p[2 l] for the lanes l < n (n <= VL), reading only p[0 .. 2 n - 1). */
-ARCH_INLINE vf v_load_even(const float *p, int n)
+#if ARCH_SIMD == 256
+/* The first lanes of v selected by the prefix mask m, stored with at most three plain stores: AVX's
+ * masked store (vmaskmovps to memory) is microcoded on AMD cores and costs 10-20 times a store. */
+ARCH_INLINE void v_store_first(float *p, __m256 v, __m256i m)
 {
-    const int need = 2 * n - 1;
-    const vf lo = need >= VL ? V_LOAD(p) : V_LOADM(p, V_MASK(need));
-    const vf hi = need >= 2 * VL ? V_LOAD(p + VL) : need > VL ? V_LOADM(p + VL, V_MASK(need - VL)) : V_SET1(0.0f);
+    int n = 0, bits = _mm256_movemask_ps(_mm256_castsi256_ps(m));
+    __m128 part = _mm256_castps256_ps128(v);
+    while (bits & (1 << n)) n++;
+    if (n == 8) {
+        _mm256_storeu_ps(p, v);
+        return;
+    }
+    if (n >= 4) {
+        _mm_storeu_ps(p, part);
+        part = _mm256_extractf128_ps(v, 1);
+        p += 4;
+        n -= 4;
+    }
+    if (n >= 2) {
+        _mm_storeu_si64(p, _mm_castps_si128(part));
+        part = _mm_movehl_ps(part, part);
+        p += 2;
+        n -= 2;
+    }
+    if (n) _mm_store_ss(p, part);
+}
+#endif
+/* Lanes [base, base + VL) of a zero-padded row: p[x] = row[x - pad] for 0 <= x - pad < n, else 0
+ * (row NULL: all zeros); reads only row[0 .. n). */
+ARCH_INLINE vf padded_vec(const float *row, int n, int pad, int base)
+{
+    const int i = base - pad; /* the row index of lane 0 */
+    if (!row || i >= n) return V_SET1(0.0f);
+    if (i >= 0) return i + VL <= n ? V_LOAD(row + i) : V_LOADM(row + i, V_MASK(n - i));
+    if (-i >= VL) return V_SET1(0.0f);
+    { /* -i lanes of zeros, then row[0 ..): the row's first lanes moved up */
+        const vf v = V_LOADM(row, V_MASK(n < VL + i ? n : VL + i));
 #if ARCH_SIMD == 512
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    return _mm512_permutex2var_ps(lo, even, hi);
-#else /* [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6] -> [lo0 lo2 lo4 lo6 hi0 hi2 hi4 hi6] */
-    const __m256 t = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
+        const __m512i idx = _mm512_sub_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                             _mm512_set1_epi32(-i));
+        return _mm512_maskz_permutexvar_ps((__mmask16)~V_MASK(-i), idx, v);
+#else
+        const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        const __m256 moved = _mm256_permutevar8x32_ps(v, _mm256_sub_epi32(iota, _mm256_set1_epi32(-i)));
+        return _mm256_and_ps(moved, _mm256_castsi256_ps(_mm256_cmpgt_epi32(iota, _mm256_set1_epi32(-i - 1))));
+#endif
+    }
+}
+
+/* The even (e) and odd (o) lanes of p[lo .. lo + 2 VL). */
+ARCH_INLINE void split_lanes(vf lo, vf hi, vf *e, vf *o)
+{
+#if ARCH_SIMD == 512
+    *e = _mm512_permutex2var_ps(lo, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), hi);
+    *o = _mm512_permutex2var_ps(lo, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), hi);
+#else /* [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6] -> [lo0 lo2 lo4 lo6 hi0 hi2 hi4 hi6], odd lanes likewise */
+    const __m256 a = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)), b = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+    *e = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(a), _MM_SHUFFLE(3, 1, 2, 0)));
+    *o = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(b), _MM_SHUFFLE(3, 1, 2, 0)));
 #endif
 }
+
 /* Loops over a register tile's rows and vectors must be unrolled for the tile to live in registers
  * (at -O2 gcc keeps an array of vectors in memory otherwise). */
 #if defined(__GNUC__)

@@ -211,11 +211,13 @@ static void conv2d_portable(const float *restrict in, int cin, int h, int w,
 }
 
 #if ARCH_SIMD
-/* Fast path, stride 1 or 2 (both axes alike): each output row is a matrix product with
- * K = cin_g x (filter rows inside the map) x kw, whose k-th row is an input row read at the tap's
- * offset (contiguous at stride 1, the even lanes of two vectors at stride 2). Register tiles of
- * MR output channels x nv vectors of output columns, as in rt_gemm.c, over the columns whose taps
- * are all inside the row; the border columns go to row_segment. */
+/* Fast path, stride 1 or 2 (both axes alike): for each output row, the input rows it reads are first
+ * copied into a buffer, padded with zeros (so the border columns need no code of their own) and at
+ * stride 2 split into their even and odd columns (so tap kx of output x is one plain load: even
+ * column x + kx / 2 or odd column x + (kx - 1) / 2). The output row is then a matrix product with
+ * K = cin_g x (filter rows inside the map) x kw: register tiles of MR output channels x nv vectors of
+ * output columns, as in rt_gemm.c, their last vector stored masked. Input channels go through the
+ * buffer CONV_BUF floats at a time; a tile adds to what the chunks before it stored. */
 #if ARCH_SIMD == 512
 #define FMR 8 /* 8 channels x up to 3 vectors: 24 of the 32 zmm registers accumulate */
 #define FNV 3
@@ -223,41 +225,45 @@ static void conv2d_portable(const float *restrict in, int cin, int h, int w,
 #define FMR 6 /* 6 channels x up to 2 vectors: 12 of the 16 ymm registers accumulate */
 #define FNV 2
 #endif
+#define CONV_BUF 16384 /* floats: 64 KB on the stack */
 
-struct conv_row {
-    const float *plane; /* the group's first input channel at the row's first filter row, column 0 */
-    int cin_g, hw, w, kw, ky0, ky1, ksize, s;
+/* The buffered rows of one output row: input channel ci (of the chunk), filter row ky0 + j at
+ * buf + (ci * nky + j) * rs; stride 2: the even columns from there, the odd ones rs_half further. */
+struct conv_rows {
+    const float *buf;
+    int rs, rs_half, nky, nci, kw, ksize, ky0;
+    int wstride; /* from one output channel's weights to the next: cin_g x kh x kw */
 };
 
 /* Channels [0, nr) of the tile (the rows past nr recompute the last and are not stored), nv vectors of
- * output columns from x0 (the last holds n_last lanes); x0 counts from cr->plane's column and from out.
- * wt: the first channel's weights. */
-ARCH_INLINE void conv_tile(int nv, int masked, int s, const struct conv_row *cr, const float *restrict wt, int nr,
-                           int x0, int n_last, const float *restrict bias, float *restrict out, int ohw, int act)
+ * output columns from x0 (the last holds n_last lanes), input channels [0, cr->nci) of the chunk whose
+ * weights start at wt; `first`: start from the bias (else from what out holds); `last`: clamp. */
+ARCH_INLINE void conv_tile(int nv, int masked, int s, const struct conv_rows *cr, const float *restrict wt, int nr,
+                           int x0, int n_last, int first, int last, const float *restrict bias, float *restrict out,
+                           int ohw, int act)
 {
     vf acc[FMR][FNV];
     int off[FMR];
-    int r, v, ci, ky, kx;
-    const int kstride = cr->cin_g * cr->ksize;
+    int r, v, ci, j, kx;
+    const int kstride = cr->wstride;
     ARCH_UNROLL for (r = 0; r < FMR; r++) {
         const int rr = r < nr ? r : nr - 1;
         const vf bv = V_SET1(bias[rr]);
         off[r] = rr * kstride;
-        ARCH_UNROLL for (v = 0; v < nv; v++) acc[r][v] = bv;
+        ARCH_UNROLL for (v = 0; v < nv; v++) {
+            const float *o = out + rr * ohw + x0 + v * VL;
+            const int n = masked && v == nv - 1 ? n_last : VL;
+            acc[r][v] = first ? bv : n == VL ? V_LOAD(o) : V_LOADM(o, V_MASK(n));
+        }
     }
-    for (ci = 0; ci < cr->cin_g; ci++) {
-        for (ky = cr->ky0; ky < cr->ky1; ky++) {
-            const float *row = cr->plane + ci * cr->hw + (ky - cr->ky0) * cr->w + x0 * s;
-            const float *wk = wt + ci * cr->ksize + ky * cr->kw;
+    for (ci = 0; ci < cr->nci; ci++) {
+        for (j = 0; j < cr->nky; j++) {
+            const float *row = cr->buf + (ci * cr->nky + j) * cr->rs + x0;
+            const float *wk = wt + ci * cr->ksize + (cr->ky0 + j) * cr->kw;
             for (kx = 0; kx < cr->kw; kx++) {
+                const float *src = s == 1 ? row + kx : row + (kx & 1) * cr->rs_half + kx / 2;
                 vf xv[FNV];
-                ARCH_UNROLL for (v = 0; v < nv; v++) {
-                    const int n = masked && v == nv - 1 ? n_last : VL;
-                    if (s == 1)
-                        xv[v] = n == VL ? V_LOAD(row + kx + v * VL) : V_LOADM(row + kx + v * VL, V_MASK(n));
-                    else
-                        xv[v] = v_load_even(row + kx + 2 * v * VL, n);
-                }
+                ARCH_UNROLL for (v = 0; v < nv; v++) xv[v] = V_LOAD(src + v * VL);
                 ARCH_UNROLL for (r = 0; r < FMR; r++) {
                     const vf a = V_BCAST(wk + off[r] + kx);
                     ARCH_UNROLL for (v = 0; v < nv; v++) acc[r][v] = V_FMA(a, xv[v], acc[r][v]);
@@ -265,7 +271,7 @@ ARCH_INLINE void conv_tile(int nv, int masked, int s, const struct conv_row *cr,
             }
         }
     }
-    if (act == ARCH_ACT_RELU || act == ARCH_ACT_RELU6) {
+    if (last && (act == ARCH_ACT_RELU || act == ARCH_ACT_RELU6)) {
         const vf zero = V_SET1(0.0f), six = V_SET1(6.0f);
         ARCH_UNROLL for (r = 0; r < FMR; r++) ARCH_UNROLL for (v = 0; v < nv; v++) {
             acc[r][v] = V_MAX(acc[r][v], zero);
@@ -283,14 +289,17 @@ ARCH_INLINE void conv_tile(int nv, int masked, int s, const struct conv_row *cr,
     }
 }
 
-/* conv_tile with nv and s constants. */
-static void conv_tile_n(int nv, int masked, const struct conv_row *cr, const float *restrict wt, int nr, int x0,
-                        int n_last, const float *restrict bias, float *restrict out, int ohw, int act)
+/* conv_tile with nv, masked and s constants. */
+static void conv_tile_n(int nv, int masked, int s, const struct conv_rows *cr, const float *restrict wt, int nr,
+                        int x0, int n_last, int first, int last, const float *restrict bias, float *restrict out,
+                        int ohw, int act)
 {
 #define CONV_TILE(n) \
     case n: \
-        if (cr->s == 1) conv_tile(n, masked, 1, cr, wt, nr, x0, n_last, bias, out, ohw, act); \
-        else conv_tile(n, masked, 2, cr, wt, nr, x0, n_last, bias, out, ohw, act); \
+        if (s == 1 && masked) conv_tile(n, 1, 1, cr, wt, nr, x0, n_last, first, last, bias, out, ohw, act); \
+        else if (s == 1) conv_tile(n, 0, 1, cr, wt, nr, x0, n_last, first, last, bias, out, ohw, act); \
+        else if (masked) conv_tile(n, 1, 2, cr, wt, nr, x0, n_last, first, last, bias, out, ohw, act); \
+        else conv_tile(n, 0, 2, cr, wt, nr, x0, n_last, first, last, bias, out, ohw, act); \
         break;
     switch (nv) {
 #if FNV >= 3
@@ -303,70 +312,94 @@ static void conv_tile_n(int nv, int masked, const struct conv_row *cr, const flo
 #undef CONV_TILE
 }
 
+/* Copy input rows [iy0, iy0 + nky) of channels [0, nci) (from in_c) into the buffer as struct conv_rows says. */
+static void fill_rows(float *restrict buf, const struct conv_rows *cr, int s, const float *restrict in_c, int h,
+                      int w, int iy0, int pad_left)
+{
+    const int span = s == 1 ? cr->rs - VL : cr->rs_half; /* whole vectors */
+    int ci, j, x;
+    for (ci = 0; ci < cr->nci; ci++)
+        for (j = 0; j < cr->nky; j++) {
+            const float *row = in_c + (ci * h + iy0 + j) * w;
+            float *d = buf + (ci * cr->nky + j) * cr->rs;
+            if (s == 1) {
+                for (x = 0; x < span; x += VL) V_STORE(d + x, padded_vec(row, w, pad_left, x));
+            } else {
+                for (x = 0; x < span; x += VL) {
+                    vf e, o;
+                    split_lanes(padded_vec(row, w, pad_left, 2 * x), padded_vec(row, w, pad_left, 2 * x + VL), &e, &o);
+                    V_STORE(d + x, e);
+                    V_STORE(d + span + x, o);
+                }
+            }
+            for (x = 0; x < VL; x++) d[cr->rs - VL + x] = 0.0f; /* the slack the last tile's loads reach */
+        }
+}
+
 void arch_conv2d(const float *restrict in, int cin, int h, int w,
                  const float *restrict weight, const float *restrict bias,
                  int cout, int groups, int kh, int kw, int sh, int sw, int pad_top, int pad_left,
                  float *restrict out, int oh, int ow, int act)
 {
     const int cin_g = cin / groups, cout_g = cout / groups, ksize = kh * kw, ohw = oh * ow;
-    int g, co, oy, xa, xb, j;
-    if (sh != sw || (sh != 1 && sh != 2)) {
+    const int vecs = (ow + VL - 1) / VL;
+    /* the padded row's columns [0, (ow - 1) s + kw); stride 2: its even and odd halves, each in whole vectors */
+    const int half = ((ow + (kw - 1) / 2) + VL - 1) / VL * VL;
+    const int rs = sh == 1 ? ((ow + kw - 1) + VL - 1) / VL * VL + VL : 2 * half + VL;
+    float buf[CONV_BUF];
+    int g, co, oy;
+    if (sh != sw || (sh != 1 && sh != 2) || kh * rs > CONV_BUF || pad_left >= VL) {
         conv2d_portable(in, cin, h, w, weight, bias, cout, groups, kh, kw, sh, sw, pad_top, pad_left, out, oh, ow,
                         act);
         return;
     }
-    tap_range(0, sw, pad_left, w, ow, &xa, &j); /* columns whose kw taps are all inside: [xa, xb) */
-    tap_range(kw - 1, sw, pad_left, w, ow, &j, &xb);
-    if (xb < xa) xb = xa;
     for (g = 0; g < groups; g++) {
         const float *in_g = in + g * cin_g * h * w;
         for (oy = 0; oy < oh; oy++) {
             const int iy0 = oy * sh - pad_top;
-            struct conv_row cr;
-            cr.ky0 = iy0 < 0 ? -iy0 : 0;
-            cr.ky1 = iy0 + kh > h ? h - iy0 : kh;
-            cr.cin_g = cin_g;
-            cr.hw = h * w;
-            cr.w = w;
+            struct conv_rows cr;
+            int c0;
+            cr.buf = buf;
+            cr.rs = rs;
+            cr.rs_half = sh == 1 ? 0 : half;
             cr.kw = kw;
             cr.ksize = ksize;
-            cr.s = sh;
-            for (co = 0; co < cout_g; co += FMR) {
-                const int nr = cout_g - co < FMR ? cout_g - co : FMR, c = g * cout_g + co;
-                const float *wt = weight + c * cin_g * ksize;
-                float *o = out + c * ohw + oy * ow;
-                int x, r;
-                if (cr.ky1 > cr.ky0 && xb > xa) {
-                    const int vecs = (xb - xa + VL - 1) / VL;
-                    int nv = vecs < FNV ? vecs : FNV;
-                    cr.plane = in_g + (iy0 + cr.ky0) * w + xa * sw - pad_left;
-                    for (x = xa; x + nv * VL <= xb; x += nv * VL)
-                        conv_tile_n(nv, 0, &cr, wt, nr, x - xa, VL, bias + c, o + xa, ohw, act);
-                    if (x < xb) { /* the last tile: its last vector masked */
-                        const int left = xb - x, lv = (left + VL - 1) / VL;
-                        conv_tile_n(lv, 1, &cr, wt, nr, x - xa, left - (lv - 1) * VL, bias + c, o + xa, ohw, act);
-                    }
+            cr.wstride = cin_g * ksize;
+            cr.ky0 = iy0 < 0 ? -iy0 : 0;
+            cr.nky = (iy0 + kh > h ? h - iy0 : kh) - cr.ky0;
+            if (cr.nky <= 0) { /* no filter row inside the map: the bias alone */
+                for (co = 0; co < cout_g; co++) {
+                    float *o = out + (g * cout_g + co) * ohw + oy * ow;
+                    int x;
+                    for (x = 0; x < ow; x++) o[x] = bias[g * cout_g + co];
+                    arch_activate(o, ow, act);
                 }
-                for (r = 0; r < nr; r += CONV_CO) { /* the border columns (all columns if no tile ran) */
-                    const int n = nr - r < CONV_CO ? nr - r : CONV_CO;
-                    const int lo = cr.ky1 > cr.ky0 ? xa : 0, hi = cr.ky1 > cr.ky0 ? xb : 0;
-                    row_segment(in_g, cin_g, h, w, wt + r * cin_g * ksize, bias + c + r, c + r, n, kh, kw, sh, sw,
-                                pad_top, pad_left, out, oh, ow, oy, 0, lo, act);
-                    row_segment(in_g, cin_g, h, w, wt + r * cin_g * ksize, bias + c + r, c + r, n, kh, kw, sh, sw,
-                                pad_top, pad_left, out, oh, ow, oy, hi > lo ? hi : lo, ow, act);
+                continue;
+            }
+            for (c0 = 0; c0 < cin_g; c0 += cr.nci) {
+                const int room = CONV_BUF / (cr.nky * rs);
+                cr.nci = cin_g - c0 < room ? cin_g - c0 : room;
+                fill_rows(buf, &cr, sh, in_g + c0 * h * w, h, w, iy0 + cr.ky0, pad_left);
+                for (co = 0; co < cout_g; co += FMR) {
+                    const int nr = cout_g - co < FMR ? cout_g - co : FMR, c = g * cout_g + co;
+                    const int first = c0 == 0, last = c0 + cr.nci == cin_g;
+                    const float *wt = weight + c * cin_g * ksize + c0 * ksize;
+                    float *o = out + c * ohw + oy * ow;
+                    int x, nv = vecs < FNV ? vecs : FNV;
+                    for (x = 0; x + nv * VL <= ow; x += nv * VL)
+                        conv_tile_n(nv, 0, sh, &cr, wt, nr, x, VL, first, last, bias + c, o, ohw, act);
+                    if (x < ow) { /* the last tile: its last vector masked */
+                        const int left = ow - x, lv = (left + VL - 1) / VL;
+                        conv_tile_n(lv, 1, sh, &cr, wt, nr, x, left - (lv - 1) * VL, first, last, bias + c, o, ohw,
+                                    act);
+                    }
+                    if (last && act != ARCH_ACT_NONE && act != ARCH_ACT_RELU && act != ARCH_ACT_RELU6) {
+                        int r; /* conv_tile clamps only; the other activations run on the stored row */
+                        for (r = 0; r < nr; r++) arch_activate(o + r * ohw, ow, act);
+                    }
                 }
             }
         }
-    }
-    if (act != ARCH_ACT_NONE && act != ARCH_ACT_RELU && act != ARCH_ACT_RELU6) {
-        /* conv_tile clamps only; the other activations run on the interior afterwards
-         * (row_segment already ran them on the border columns) */
-        for (co = 0; co < cout; co++)
-            for (oy = 0; oy < oh; oy++) {
-                const int iy0 = oy * sh - pad_top;
-                const int any = (iy0 < 0 ? -iy0 : 0) < (iy0 + kh > h ? h - iy0 : kh);
-                if (any && xb > xa) arch_activate(out + co * ohw + oy * ow + xa, xb - xa, act);
-            }
     }
 }
 

@@ -206,82 +206,166 @@ static void conv_dw_portable(const float *restrict in, int c, int h, int w,
 
 #if ARCH_SIMD
 /* Fast path, 3x3 at stride 1 or 2: each input plane is first copied into a zero-padded one (on the
- * stack, planes up to PADDED_MAX floats), so that every output row is one branch-free pass of vectors
- * along x, nine taps per vector (stride 2 keeps the even lanes of two loads); the last vector of a
- * row is masked. Larger planes, and other filters and strides, take the portable path. */
+ * stack, planes up to PADDED_MAX floats), so that the border is only zeros in that copy and every
+ * output row is one branch-free pass of vectors along x, nine taps per vector. At stride 2 each padded
+ * row is stored split into its even and its odd columns, so the taps of output x are even[x],
+ * odd[x] and even[x + 1]: plain loads, no shuffles in the loop. The copy ends with PADDED_SLACK
+ * spare floats, so the loads of a row's last vector never need a mask (the lanes past the row are
+ * computed and not stored); only that vector's store is partial. Larger planes, and other filters
+ * and strides, take the portable path. */
 #define PADDED_MAX 16384 /* 64 KB: a 112 x 112 map padded; L2-resident while its row passes run */
+#define PADDED_SLACK (2 * VL + 4)
+/* Output rows up to ARCH_DW_STRIPS vectors wide read the input in strips (below), wider ones a padded
+ * copy. A strip keeps 9 weights, 9 tap vectors and 3 sums in registers: AVX-512's 32 hold them, and
+ * strips beat the copy up to rows of 4 vectors (MobileNetV1 on Zen 4: 56 wide at stride 1 and 2;
+ * 112 wide the copy wins). AVX2's 16 do not: strips spill, and pay only where a row is one vector
+ * (the copy's overhead is per row). Measured with bench/bench_c_layers.py. */
+#ifndef ARCH_DW_STRIPS
+#if ARCH_SIMD == 512
+#define ARCH_DW_STRIPS 4
+#else
+#define ARCH_DW_STRIPS 1
+#endif
+#endif
 
-/* Taps of one filter row (k: its three weights) for n (<= VL) outputs from padded position p. */
-ARCH_INLINE vf taps3(const float *p, const vf *k, vf acc, int s, int n)
+/* Taps of one filter row (k: its three weights) for the VL outputs whose taps start at p (stride 1)
+ * or whose even-column taps start at p and odd-column ones at q (stride 2). */
+ARCH_INLINE vf taps3(const float *p, const float *q, const vf *k, vf acc, int s)
 {
-    if (s == 1) {
-        if (n == VL) {
-            acc = V_FMA(k[0], V_LOAD(p), acc);
-            acc = V_FMA(k[1], V_LOAD(p + 1), acc);
-            return V_FMA(k[2], V_LOAD(p + 2), acc);
-        } else {
-            const vmask m = V_MASK(n);
-            acc = V_FMA(k[0], V_LOADM(p, m), acc);
-            acc = V_FMA(k[1], V_LOADM(p + 1, m), acc);
-            return V_FMA(k[2], V_LOADM(p + 2, m), acc);
-        }
-    }
-    acc = V_FMA(k[0], v_load_even(p, n), acc);
-    acc = V_FMA(k[1], v_load_even(p + 1, n), acc);
-    return V_FMA(k[2], v_load_even(p + 2, n), acc);
+    acc = V_FMA(k[0], V_LOAD(p), acc);
+    acc = V_FMA(k[1], V_LOAD(s == 1 ? p + 1 : q), acc);
+    return V_FMA(k[2], V_LOAD(s == 1 ? p + 2 : p + 1), acc);
 }
 
-/* dst (ph x pw) = the plane with pad_top rows and pad_left columns of zeros before it, zeros after. */
-static void pad_plane(float *restrict dst, int ph, int pw, const float *restrict plane, int h, int w, int pad_top,
-                      int pad_left)
+/* The padded copy of one input plane: ph rows of rs floats, each written in whole vectors (the slack
+ * takes the last row's spill). Stride 1: row y is padded row y (pw columns). Stride 2: row y is padded
+ * row y's even columns, then from rs / 2 on its odd columns (rs / 2 a whole number of vectors). */
+static void pad_plane(float *restrict dst, int ph, int pw, int rs, int s, const float *restrict plane, int h, int w,
+                      int pad_top, int pad_left)
 {
-    const int x0 = pad_left, n = w < pw - pad_left ? w : pw - pad_left; /* the plane's columns that are read */
+    const int n = w < pw - pad_left ? w : pw - pad_left; /* the row's columns that are read */
     int y, x;
     for (y = 0; y < ph; y++) {
-        float *d = dst + y * pw;
         const int iy = y - pad_top;
-        /* zeros first, then the row over them: vector stores (a loop of scalar zeros becomes a memset
-         * call per row, which costs more than the row on small maps) */
-        for (x = 0; x + VL <= pw; x += VL) V_STORE(d + x, V_SET1(0.0f));
-        if (x < pw) V_STOREM(d + x, V_SET1(0.0f), V_MASK(pw - x));
-        if (iy < 0 || iy >= h) continue;
-        for (x = 0; x + VL <= n; x += VL) V_STORE(d + x0 + x, V_LOAD(plane + iy * w + x));
-        if (x < n) V_STOREM(d + x0 + x, V_LOADM(plane + iy * w + x, V_MASK(n - x)), V_MASK(n - x));
+        const float *row = iy >= 0 && iy < h && n > 0 ? plane + iy * w : NULL;
+        float *d = dst + y * rs;
+        if (s == 1) {
+            for (x = 0; x < pw; x += VL) V_STORE(d + x, padded_vec(row, n, pad_left, x));
+        } else {
+            for (x = 0; x < rs / 2; x += VL) {
+                vf e, o;
+                split_lanes(padded_vec(row, n, pad_left, 2 * x), padded_vec(row, n, pad_left, 2 * x + VL), &e, &o);
+                V_STORE(d + x, e);
+                V_STORE(d + rs / 2 + x, o);
+            }
+        }
     }
 }
 
-static void plane3x3_fast(const float *restrict padded, int pw, const float *restrict wt, float b,
-                          float *restrict o, int oh, int ow, int s, int act)
+/* One output plane from the padded copy (rows of rs floats; at stride 2 the odd columns half a row on). */
+ARCH_INLINE void plane3x3(const float *restrict padded, int rs, int s, const float *restrict wt, float b,
+                          float *restrict o, int oh, int ow, int act)
 {
+    const int odd = s == 1 ? 0 : rs / 2;
     vf k[9];
     int oy, x0, t;
     ARCH_UNROLL for (t = 0; t < 9; t++) k[t] = V_SET1(wt[t]);
     for (oy = 0; oy < oh; oy++) {
-        const float *r0 = padded + oy * s * pw, *r1 = r0 + pw, *r2 = r1 + pw;
+        const float *r0 = padded + oy * s * rs, *r1 = r0 + rs, *r2 = r1 + rs;
         for (x0 = 0; x0 < ow; x0 += VL) {
-            const int n = ow - x0 < VL ? ow - x0 : VL, off = x0 * s;
-            vf a0, a1, a2; /* one partial sum per filter row: three short dependency chains */
-            if (n == VL && s == 1) {
-                a0 = taps3(r0 + off, k, V_SET1(b), 1, VL);
-                a1 = taps3(r1 + off, k + 3, V_SET1(0.0f), 1, VL);
-                a2 = taps3(r2 + off, k + 6, V_SET1(0.0f), 1, VL);
-            } else if (n == VL) {
-                a0 = taps3(r0 + off, k, V_SET1(b), 2, VL);
-                a1 = taps3(r1 + off, k + 3, V_SET1(0.0f), 2, VL);
-                a2 = taps3(r2 + off, k + 6, V_SET1(0.0f), 2, VL);
-            } else {
-                a0 = taps3(r0 + off, k, V_SET1(b), s, n);
-                a1 = taps3(r1 + off, k + 3, V_SET1(0.0f), s, n);
-                a2 = taps3(r2 + off, k + 6, V_SET1(0.0f), s, n);
-            }
+            /* one partial sum per filter row: three short dependency chains */
+            vf a0 = taps3(r0 + x0, r0 + odd + x0, k, V_SET1(b), s);
+            const vf a1 = taps3(r1 + x0, r1 + odd + x0, k + 3, V_SET1(0.0f), s);
+            const vf a2 = taps3(r2 + x0, r2 + odd + x0, k + 6, V_SET1(0.0f), s);
             a0 = V_ADD(a0, V_ADD(a1, a2));
             if (act == ARCH_ACT_RELU || act == ARCH_ACT_RELU6) a0 = V_MAX(a0, V_SET1(0.0f));
             if (act == ARCH_ACT_RELU6) a0 = V_MIN(a0, V_SET1(6.0f));
-            if (n == VL)
+            if (ow - x0 >= VL)
                 V_STORE(o + oy * ow + x0, a0);
             else
-                V_STOREM(o + oy * ow + x0, a0, V_MASK(n));
+                V_STOREM(o + oy * ow + x0, a0, V_MASK(ow - x0));
         }
+    }
+    if (act != ARCH_ACT_NONE && act != ARCH_ACT_RELU && act != ARCH_ACT_RELU6) arch_activate(o, oh * ow, act);
+}
+
+/* Read straight from the input plane, no copy, in strips one vector wide: on a small map a padded
+ * copy's stores are still in flight when the taps read them a float or two off, and every load waits
+ * on store forwarding. Down a strip, each input row is loaded once as its three tap vectors
+ * t[kx][x] = padded row[(x0 + x) s + kx] (padded_vec: plain loads inside the map, zeros outside) and
+ * kept while the output rows that use it pass. */
+struct row_taps {
+    vf t[3];
+};
+
+ARCH_INLINE struct row_taps row_vectors(const float *restrict plane, int h, int w, int pad_left, int iy, int s, int x0)
+{
+    struct row_taps r;
+    const float *row = iy >= 0 && iy < h ? plane + iy * w : NULL;
+    const int x = x0 * s;
+    if (s == 1) {
+        r.t[0] = padded_vec(row, w, pad_left, x);
+        r.t[1] = padded_vec(row, w, pad_left, x + 1);
+        r.t[2] = padded_vec(row, w, pad_left, x + 2);
+    } else {
+        vf unused;
+        split_lanes(padded_vec(row, w, pad_left, x), padded_vec(row, w, pad_left, x + VL), &r.t[0], &r.t[1]);
+        split_lanes(padded_vec(row, w, pad_left, x + 2), padded_vec(row, w, pad_left, x + 2 + VL), &r.t[2], &unused);
+    }
+    return r;
+}
+
+/* Output columns [x0, x0 + n) (n <= VL) of every row of one output plane. */
+ARCH_INLINE void strip3x3(int s, const float *restrict plane, int h, int w, int pad_top, int pad_left,
+                          const vf *k, float b, float *restrict o, int oh, int ow, int x0, int n, int act)
+{
+    const vmask part = V_MASK(n);
+    struct row_taps r0, r1, r2;
+    int oy;
+    r0 = row_vectors(plane, h, w, pad_left, -pad_top, s, x0);
+    r1 = row_vectors(plane, h, w, pad_left, 1 - pad_top, s, x0);
+    r2 = row_vectors(plane, h, w, pad_left, 2 - pad_top, s, x0);
+    for (oy = 0; oy < oh; oy++) {
+        /* one partial sum per filter row: three short dependency chains */
+        vf a0 = V_FMA(k[0], r0.t[0], V_SET1(b)), a1 = V_MUL(k[3], r1.t[0]), a2 = V_MUL(k[6], r2.t[0]);
+        a0 = V_FMA(k[1], r0.t[1], a0);
+        a1 = V_FMA(k[4], r1.t[1], a1);
+        a2 = V_FMA(k[7], r2.t[1], a2);
+        a0 = V_FMA(k[2], r0.t[2], a0);
+        a1 = V_FMA(k[5], r1.t[2], a1);
+        a2 = V_FMA(k[8], r2.t[2], a2);
+        a0 = V_ADD(a0, V_ADD(a1, a2));
+        if (act == ARCH_ACT_RELU || act == ARCH_ACT_RELU6) a0 = V_MAX(a0, V_SET1(0.0f));
+        if (act == ARCH_ACT_RELU6) a0 = V_MIN(a0, V_SET1(6.0f));
+        if (n == VL)
+            V_STORE(o + oy * ow + x0, a0);
+        else
+            V_STOREM(o + oy * ow + x0, a0, part);
+        if (oy + 1 == oh) break;
+        if (s == 1) { /* the next output row's input rows: iy + 1 .. iy + 3 */
+            r0 = r1;
+            r1 = r2;
+            r2 = row_vectors(plane, h, w, pad_left, oy + 3 - pad_top, 1, x0);
+        } else { /* iy + 2 .. iy + 4 */
+            r0 = r2;
+            r1 = row_vectors(plane, h, w, pad_left, 2 * oy + 3 - pad_top, 2, x0);
+            r2 = row_vectors(plane, h, w, pad_left, 2 * oy + 4 - pad_top, 2, x0);
+        }
+    }
+}
+
+static void plane3x3_strips(int s, const float *restrict plane, int h, int w, int pad_top, int pad_left,
+                            const float *restrict wt, float b, float *restrict o, int oh, int ow, int act)
+{
+    vf k[9];
+    int x0, t;
+    ARCH_UNROLL for (t = 0; t < 9; t++) k[t] = V_SET1(wt[t]);
+    for (x0 = 0; x0 < ow; x0 += VL) {
+        const int n = ow - x0 < VL ? ow - x0 : VL;
+        if (s == 1)
+            strip3x3(1, plane, h, w, pad_top, pad_left, k, b, o, oh, ow, x0, n, act);
+        else
+            strip3x3(2, plane, h, w, pad_top, pad_left, k, b, o, oh, ow, x0, n, act);
     }
     if (act != ARCH_ACT_NONE && act != ARCH_ACT_RELU && act != ARCH_ACT_RELU6) arch_activate(o, oh * ow, act);
 }
@@ -293,15 +377,28 @@ void arch_conv_dw(const float *restrict in, int c, int h, int w,
 {
     /* the padded plane: every row and column a tap reads, from (-pad_top, -pad_left) on */
     const int ph = (oh - 1) * sh + 3, pw = (ow - 1) * sw + 3;
-    float padded[PADDED_MAX];
-    int o;
-    if (kh != 3 || kw != 3 || sh != sw || (sh != 1 && sh != 2) || ph * pw > PADDED_MAX) {
+    /* stride 2: ow + 1 even columns (pw = 2 ow + 1) and as many odd ones, each half rounded up to vectors */
+    const int rs = sh == 1 ? pw : 2 * ((ow + 1 + VL - 1) / VL * VL);
+    float padded[PADDED_MAX + PADDED_SLACK];
+    int o, x;
+    if (kh != 3 || kw != 3 || sh != sw || (sh != 1 && sh != 2) || ph * rs > PADDED_MAX) {
         conv_dw_portable(in, c, h, w, weight, bias, m, kh, kw, sh, sw, pad_top, pad_left, out, oh, ow, act);
         return;
     }
+    /* the lanes read past the copy (their outputs are not stored) read zeros, not stale stack */
+    for (x = 0; x < PADDED_SLACK; x++) padded[ph * rs + x] = 0.0f;
+    if (kh == 3 && kw == 3 && sh == sw && (sh == 1 || sh == 2) && ow <= ARCH_DW_STRIPS * VL && pad_left < VL) {
+        for (o = 0; o < c * m; o++)
+            plane3x3_strips(sh, in + (o / m) * h * w, h, w, pad_top, pad_left, weight + o * 9, bias[o],
+                            out + o * oh * ow, oh, ow, act);
+        return;
+    }
     for (o = 0; o < c * m; o++) {
-        if (o % m == 0) pad_plane(padded, ph, pw, in + (o / m) * h * w, h, w, pad_top, pad_left);
-        plane3x3_fast(padded, pw, weight + o * 9, bias[o], out + o * oh * ow, oh, ow, sh, act);
+        if (o % m == 0) pad_plane(padded, ph, pw, rs, sh, in + (o / m) * h * w, h, w, pad_top, pad_left);
+        if (sh == 1)
+            plane3x3(padded, rs, 1, weight + o * 9, bias[o], out + o * oh * ow, oh, ow, act);
+        else
+            plane3x3(padded, rs, 2, weight + o * 9, bias[o], out + o * oh * ow, oh, ow, act);
     }
 }
 
