@@ -27,3 +27,20 @@ def timeit(fn, runs: int, warmup: int = 1, clock=time.perf_counter) -> list[floa
         fn()
         times.append(clock() - t0)
     return times
+
+
+def seeded_network(args, batch: int = 1):
+    """The spec of --spec with --set, its seeded weights (seed 0) and a seeded standard-normal input of
+    `batch` images: what every engine of a benchmark runs."""
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from archdsl.cli import load_graph
+    from archdsl.weights import init_weights
+
+    graph = load_graph(Path(args.spec), args.sets)
+    weights = init_weights(graph, seed=0)
+    x = np.random.default_rng(0).standard_normal((batch, *graph.input_shape.chw)).astype(np.float32)
+    return graph, weights, x

@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import ROOT, base_parser, timeit  # noqa: E402
+from _timing import ROOT, base_parser, seeded_network, timeit  # noqa: E402
 
 
 def parse_args():
@@ -67,16 +67,11 @@ def main() -> int:
     args = parse_args()
     import numpy as np
 
-    sys.path.insert(0, str(ROOT))
+    graph, weights, x = seeded_network(args)
     from archdsl.analysis.costs import totals
     from archdsl.backends import c_target
-    from archdsl.cli import load_graph
     from archdsl.commands.targets import load_target
-    from archdsl.weights import init_weights
 
-    graph = load_graph(Path(args.spec), args.sets)
-    weights = init_weights(graph, seed=0)
-    x = np.random.default_rng(0).standard_normal((1, *graph.input_shape.chw)).astype(np.float32)
     marches = [m for m in args.march.split(",") if m] or [""]
     with tempfile.TemporaryDirectory(prefix="archdsl-bench-") as tmp:
         tmp = Path(tmp)

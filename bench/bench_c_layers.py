@@ -25,7 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import ROOT, base_parser  # noqa: E402
+from _timing import ROOT, base_parser, seeded_network  # noqa: E402
 
 
 def parse_args():
@@ -92,18 +92,11 @@ def describe(step) -> str:
 
 def main() -> int:
     args = parse_args()
-    import numpy as np
-
-    sys.path.insert(0, str(ROOT))
+    graph, weights, x = seeded_network(args)
     from archdsl.analysis import analyze
     from archdsl.backends import c_target
-    from archdsl.cli import load_graph
     from archdsl.commands.targets import load_target
-    from archdsl.weights import init_weights
 
-    graph = load_graph(Path(args.spec), args.sets)
-    weights = init_weights(graph, seed=0)
-    x = np.random.default_rng(0).standard_normal((1, *graph.input_shape.chw)).astype(np.float32)
     cflags = args.cflags.split() + ([f"-march={args.march}"] if args.march else [])
     steps = analyze(graph).steps
     with tempfile.TemporaryDirectory(prefix="archdsl-bench-") as tmp:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import ROOT, base_parser, timeit  # noqa: E402
+from _timing import ROOT, base_parser, seeded_network, timeit  # noqa: E402
 
 
 def parse_args():
@@ -93,16 +93,11 @@ def main() -> int:
         os.environ[var] = str(args.blas_threads)  # before numpy loads its BLAS
     import numpy as np
 
-    sys.path.insert(0, str(ROOT))
+    graph, weights, x = seeded_network(args, args.batch)
     from archdsl.backends import numpy_target
-    from archdsl.cli import load_graph
     from archdsl.commands.targets import load_target
     from archdsl.errors import ArchError
-    from archdsl.weights import init_weights
 
-    graph = load_graph(Path(args.spec), args.sets)
-    weights = init_weights(graph, seed=0)
-    x = np.random.default_rng(0).standard_normal((args.batch, *graph.input_shape.chw)).astype(np.float32)
     engines: dict[str, tuple[str, object]] = {}
     with tempfile.TemporaryDirectory(prefix="archdsl-bench-") as tmp:
         numpy_target.compile(graph, weights, Path(tmp) / "np", "net")
