@@ -81,11 +81,13 @@ def ort_node_times(model_path: Path, x, runs: int, tmp: Path) -> dict[str, float
 
 
 def describe(step) -> str:
+    from archdsl.ops.conv import ConvAttrs
+
     n = step.main
     a, x, y = n.attrs, n.in_shapes[0], n.out_shape
-    if "kernel" in a and not a.get("global"):
-        (kh, kw), (sh, _) = a["kernel"], a["stride"]
-        kind = "dw" if a.get("groups", 1) == x.c and x.c > 1 else ("pw" if (kh, kw) == (1, 1) else "conv")
+    if isinstance(a, ConvAttrs):
+        (kh, kw), (sh, _) = a.kernel, a.stride
+        kind = "dw" if a.groups == x.c and x.c > 1 else ("pw" if (kh, kw) == (1, 1) else "conv")
         return f"{kind} {kh}x{kw}/{sh} {x.c}->{y.c} {x.h}x{x.w}"
     return f"{n.op.name} {x.c}x{x.h}x{x.w}"
 

@@ -10,7 +10,7 @@
  * are the vector dimension and each row's weight is broadcast.
  *  - Fast path (ARCH_SIMD): explicit AVX2/AVX-512 tiles of MR rows x NV vectors, MR x NV
  *    accumulators as many as the register file holds next to the NV input vectors and a
- *    broadcast. NV is chosen per layer from hw so the last column tile wastes the fewest lanes;
+ *    broadcast. A row of vectors is split into as few tiles as NV_MAX allows, as evenly as can be;
  *    the last tile is masked (never a scalar tail), short row blocks repeat their last row.
  *  - Portable path: plain C tiles of ARCH_GEMM_MR x ARCH_GEMM_NR the compiler vectorises (or not:
  *    Cortex-M), in column chunks of about L2 size; the last tile of a row overlaps the one before. */
@@ -92,21 +92,6 @@ ARCH_INLINE void tile(int nv, int masked, struct block b, int r0, int nr, int ci
     }
 }
 
-/* The column tile width, in vectors: the one whose last tile wastes the fewest lanes (ties: wider). */
-static int choose_nv(int hw)
-{
-    const int vecs = (hw + VL - 1) / VL;
-    int nv, best = NV_MAX, waste = -1;
-    for (nv = NV_MAX; nv >= 2; nv--) {
-        const int w = (nv - vecs % nv) % nv; /* whole vectors computed for nothing in the last tile */
-        if (waste < 0 || w < waste) {
-            waste = w;
-            best = nv;
-        }
-    }
-    return vecs < best ? vecs : best;
-}
-
 /* tile() with nv a constant, so each width is compiled with its registers (nv <= NV_MAX). */
 static void tile_n(int nv, int masked, struct block b, int r0, int nr, int cin, const float *restrict x, int hw,
                    const float *restrict bias, float *restrict out, int act, vmask last)
@@ -132,14 +117,18 @@ static void tile_n(int nv, int masked, struct block b, int r0, int nr, int cin, 
 
 /* The column tiles [j0, j1) of one row tile (j1 - j0 a multiple of nv vectors, or the end of the row). */
 static void row_tile(struct block b, int r0, int nr, int cin, const float *restrict in, int hw, int j0, int j1,
-                     int nv, const float *restrict bias, float *restrict out, int act)
+                     const float *restrict bias, float *restrict out, int act)
 {
-    const int step = nv * VL;
-    int j;
-    for (j = j0; j + step <= j1; j += step) tile_n(nv, 0, b, r0, nr, cin, in + j, hw, bias, out + j, act, V_MASK(VL));
-    if (j < j1) { /* the last, partial tile: its last vector masked */
-        const int left = j1 - j, vecs = (left + VL - 1) / VL;
-        tile_n(vecs, 1, b, r0, nr, cin, in + j, hw, bias, out + j, act, V_MASK(left - (vecs - 1) * VL));
+    /* the columns' vectors in as few tiles as NV_MAX allows, as even as can be (13 vectors: 3 3 3 2 2) */
+    const int vecs = (j1 - j0 + VL - 1) / VL, tiles = (vecs + NV_MAX - 1) / NV_MAX;
+    int t, j = j0;
+    for (t = 0; t < tiles; t++) {
+        const int nv = vecs / tiles + (t < vecs % tiles);
+        if (j + nv * VL <= j1)
+            tile_n(nv, 0, b, r0, nr, cin, in + j, hw, bias, out + j, act, V_MASK(VL));
+        else /* the last, partial tile: its last vector masked */
+            tile_n(nv, 1, b, r0, nr, cin, in + j, hw, bias, out + j, act, V_MASK(j1 - j - (nv - 1) * VL));
+        j += nv * VL;
     }
     if (act != ARCH_ACT_NONE && act != ARCH_ACT_RELU && act != ARCH_ACT_RELU6) {
         int r;
@@ -257,16 +246,21 @@ static void conv1x1_channels(const float *restrict in, int cin, int hw, const fl
 #define ARCH_GEMM_CHUNK_BYTES 65536 /* a column chunk of `in` (cin x chunk floats): in L2, reused by every row */
 #endif
 
-/* The columns a tile covers: nv vectors, nv chosen per layer (choose_nv). */
-static int column_step(int hw) { return choose_nv(hw) * VL; }
+/* The columns a chunk is a multiple of: one widest tile (row_tile evens the tiles out over the chunk). */
+static int column_step(int hw)
+{
+    (void)hw;
+    return NV_MAX * VL;
+}
 
-/* Rows [0, n) of one block over the columns [j0, j1), in tiles of MR rows x `step` columns. */
+/* Rows [0, n) of one block over the columns [j0, j1), in tiles of MR rows x up to NV_MAX vectors. */
 static void block_columns(struct block b, int n, int cin, const float *restrict in, int hw, int j0, int j1,
                           int step, const float *restrict bias, float *restrict out, int act)
 {
     int r;
+    (void)step; /* NV_MAX vectors */
     for (r = 0; r < n; r += MR)
-        row_tile(b, r, n - r < MR ? n - r : MR, cin, in, hw, j0, j1, step / VL, bias + r, out + r * hw, act);
+        row_tile(b, r, n - r < MR ? n - r : MR, cin, in, hw, j0, j1, bias + r, out + r * hw, act);
 }
 
 #else /* portable C99 */
