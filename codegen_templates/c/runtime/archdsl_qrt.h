@@ -88,6 +88,22 @@ static inline int32_t arch_q_sxtb16_ror8(int32_t v)
     return r;
 }
 
+/* (a.lo, b.lo) and (a.hi, b.hi) of two int16 pairs: PKHBT and PKHTB (GCC builds them from two
+ * instructions each). */
+static inline int32_t arch_q_pack_lo(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+static inline int32_t arch_q_pack_hi(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
 /* SXTAB16 of the word rotated by 8: a + (bytes 1 and 3), lane by lane. */
 static inline int32_t arch_q_sxtab16_ror8(int32_t a, int32_t v)
 {
@@ -171,8 +187,8 @@ static inline void arch_q_widen_row(int16_t *restrict r, int len, const int8_t *
             memcpy(&v, plane + j, 4);
             lo = __sxtab16(off, v);               /* x0 - zp, x2 - zp */
             hi = arch_q_sxtab16_ror8(off, v);     /* x1 - zp, x3 - zp */
-            a = (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16));     /* x0, x1 */
-            b = (int32_t)(((uint32_t)lo >> 16) | ((uint32_t)hi & 0xFFFF0000u)); /* x2, x3 */
+            a = arch_q_pack_lo(lo, hi); /* x0, x1 */
+            b = arch_q_pack_hi(lo, hi); /* x2, x3 */
             memcpy(dst + j, &a, 4);
             memcpy(dst + j + 2, &b, 4);
         }

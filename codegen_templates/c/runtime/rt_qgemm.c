@@ -37,31 +37,20 @@ static int32_t qg_load(const int8_t *p)
     return v;
 }
 
-/* (a.lo, b.lo) and (a.hi, b.hi): PKHBT and PKHTB. */
-static int32_t qg_pack_lo(int32_t a, int32_t b)
-{
-    return (int32_t)(((uint32_t)a & 0xFFFFu) | ((uint32_t)b << 16));
-}
-
-static int32_t qg_pack_hi(int32_t a, int32_t b)
-{
-    return (int32_t)(((uint32_t)a >> 16) | ((uint32_t)b & 0xFFFF0000u));
-}
-
 /* Channels 4g..4g+3 of pixels p..p+3 as the 8 int16 pairs of xs01 (pixels 0, 1) and xs23 (2, 3). */
 static void qg_widen(const int32_t v[4], int32_t *restrict xs01, int32_t *restrict xs23)
 {
     const int32_t s0 = __sxtb16(v[0]), s1 = __sxtb16(v[1]), s2 = __sxtb16(v[2]), s3 = __sxtb16(v[3]);
     const int32_t r0 = arch_q_sxtb16_ror8(v[0]), r1 = arch_q_sxtb16_ror8(v[1]);
     const int32_t r2 = arch_q_sxtb16_ror8(v[2]), r3 = arch_q_sxtb16_ror8(v[3]);
-    xs01[0] = qg_pack_lo(s0, s2);
-    xs01[1] = qg_pack_lo(s1, s3);
-    xs01[2] = qg_pack_lo(r0, r2);
-    xs01[3] = qg_pack_lo(r1, r3);
-    xs23[0] = qg_pack_hi(s0, s2);
-    xs23[1] = qg_pack_hi(s1, s3);
-    xs23[2] = qg_pack_hi(r0, r2);
-    xs23[3] = qg_pack_hi(r1, r3);
+    xs01[0] = arch_q_pack_lo(s0, s2);
+    xs01[1] = arch_q_pack_lo(s1, s3);
+    xs01[2] = arch_q_pack_lo(r0, r2);
+    xs01[3] = arch_q_pack_lo(r1, r3);
+    xs23[0] = arch_q_pack_hi(s0, s2);
+    xs23[1] = arch_q_pack_hi(s1, s3);
+    xs23[2] = arch_q_pack_hi(r0, r2);
+    xs23[3] = arch_q_pack_hi(r1, r3);
 }
 
 /* The block of np <= 4 pixels at p into xs (groups x 4 words for pixels 0-1, then for 2-3);

@@ -1,5 +1,7 @@
 /* int8 pooling: TFLite's integer AveragePool and MaxPool on NCHW, over the valid taps of each
  * window. Input and output share (scale, zero point), so there is no requantization. */
+#include <string.h>
+
 #include "archdsl_qrt.h"
 
 static int32_t q_clamp(int32_t v, int32_t lo, int32_t hi)
@@ -7,11 +9,28 @@ static int32_t q_clamp(int32_t v, int32_t lo, int32_t hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
+/* The sum of n int8 values; on the DSP extension 4 a word: SXTB16 and SMLAD by (1, 1). */
+static int32_t q_sum(const int8_t *restrict p, int n)
+{
+    int32_t sum = 0;
+    int i = 0;
+#if defined(ARCH_Q_DSP)
+    for (; i + 4 <= n; i += 4) {
+        int32_t v;
+        memcpy(&v, p + i, 4);
+        sum = __smlad(__sxtb16(v), 0x00010001, sum);
+        sum = __smlad(arch_q_sxtb16_ror8(v), 0x00010001, sum);
+    }
+#endif
+    for (; i < n; i++) sum += p[i];
+    return sum;
+}
+
 void arch_qavg_pool(const int8_t *restrict in, int c, int h, int w, int kh, int kw, int sh, int sw,
                     int pad_top, int pad_left, int8_t *restrict out, int oh, int ow,
                     int32_t act_min, int32_t act_max)
 {
-    int ch, oy, ox, ky, kx;
+    int ch, oy, ox, ky;
     for (ch = 0; ch < c; ch++) {
         const int8_t *plane = in + ch * h * w;
         for (oy = 0; oy < oh; oy++) {
@@ -24,8 +43,11 @@ void arch_qavg_pool(const int8_t *restrict in, int c, int h, int w, int kh, int 
                 int32_t count, sum = 0, avg;
                 arch_q_taps(ox, sw, pad_left, kw, w, &x0, &x1);
                 count = (y1 - y0) * (x1 - x0);
-                for (ky = y0; ky < y1; ky++)
-                    for (kx = x0; kx < x1; kx++) sum += plane[(iy + ky) * w + ix + kx];
+                if (x1 - x0 == w) { /* whole rows (a global pool): one run of values */
+                    sum = q_sum(plane + (iy + y0) * w, (y1 - y0) * w);
+                } else {
+                    for (ky = y0; ky < y1; ky++) sum += q_sum(plane + (iy + ky) * w + ix + x0, x1 - x0);
+                }
                 /* round half away from zero, on the raw values (not on q - zp: ties differ) */
                 avg = sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
                 *out++ = (int8_t)q_clamp(avg, act_min, act_max);
