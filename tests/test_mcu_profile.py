@@ -82,11 +82,30 @@ def test_plugin_total_matches_timer_and_layers_add_up(small, mcu):
 
 
 @needs_mcu
+def test_layer_type_table_groups_the_rows(small):
+    """The per-layer-type table: each step under its type (ALL_OPS's first conv reads the input),
+    the types' rows adding up to the per-layer total."""
+    g, outdir, x = small
+    _, rows = profile.layer_profile(g, outdir, "net", "cortex-m4", x)
+    kinds = [r.kind for r in rows]
+    assert kinds.count("first conv") == 1 and "depthwise" in kinds and "1x1" in kinds and "fc" in kinds
+    assert set(kinds) <= set(profile.LAYER_TYPES)
+    _, body = profile.type_table(rows)
+    total = body[-1]
+    assert total[0] == "total" and total[3] == f"{sum(r.counts.instructions for r in rows):,}"
+    assert sum(int(b[3].replace(",", "")) for b in body[:-1]) == sum(r.counts.instructions for r in rows)
+    assert sum(int(b[2].replace(",", "")) for b in body[:-1]) == analyze(g).macs
+    with pytest.raises(ArchError, match="no cycle table for cortex-m3"):
+        profile.layer_profile(g, outdir, "net", "cortex-m3", x)
+
+
+@needs_mcu
 def test_run_profile_prints_the_table(small):
     r = CliRunner().invoke(app, ["run", str(SPECS / "mobilenet_v1.arch"), "--set", "alpha=0.25",
                                  "--set", "rho=32/224", "--set", "classes=2", "--mcu", "cortex-m4", "--profile"])
     assert r.exit_code == 0, r.output
-    for text in ("per layer", "conv1", "est. cycles", "cycles/MAC", "total", "fp_mac", "leaves out"):
+    for text in ("per layer", "conv1", "est. cycles", "cycles/MAC", "total", "fp_mac", "leaves out", "per layer type",
+                 "first conv", "depthwise"):
         assert text in r.output
 
 
