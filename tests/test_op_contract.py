@@ -232,6 +232,52 @@ def test_the_docs_name_the_op(op):
             f"docs/c_runtime.md's arch_activate row lacks {op}"
 
 
+def _op_cells(block: str) -> list[str]:
+    """The op names in the first column of a markdown table ("avg pool / max pool, global avg pool")."""
+    words = []
+    for line in block.splitlines():
+        cells = line.strip().strip("|").split("|")
+        first = cells[0].strip()
+        if not first or first in ("op", "---") or set(first) <= set("-:"):
+            continue
+        words += [w.strip().strip("`") for part in first.split(",") for w in part.split(" / ")]
+    return [w for w in words if w]
+
+
+@pytest.mark.parametrize("path, start", [("docs/targets.md", "  | op | ONNX |"), ("docs/targets.md", "| op | module |")])
+def test_the_docs_op_tables_name_only_registered_ops(path, start):
+    names = _op_cells(_block(path, start))
+    assert names, f"{path}: no op table at {start!r}"
+    stale = [n for n in names if ops.lookup(n) is None]
+    assert not stale, f"{path}'s table at {start!r} names what is not a registered op: {stale}"
+
+
+def test_the_language_docs_op_list_names_only_registered_ops():
+    listed = re.findall(r"`([^`]+)`", _block("docs/language.md", "- **Op name**").split("Run\n")[0])
+    assert listed, "docs/language.md has no list of op names"
+    stale = [n for n in listed if ops.lookup(n) is None]
+    assert not stale, f"docs/language.md's list of op names has what is not a registered op: {stale}"
+
+
+def test_the_architecture_docs_attribute_table_is_the_registry():
+    """docs/architecture.md's table of typed attributes: one row per attrs_type, with its fields in
+    order, its module and exactly the ops that use it."""
+    block = _block("docs/architecture.md", "| attributes (`attrs_type`) |")
+    rows = {}
+    for line in block.splitlines()[2:]:
+        cls, fields, module, names = (c.strip() for c in line.strip().strip("|").split("|"))
+        rows[cls.strip("`")] = ([f.strip("` ") for f in fields.split(",")] if fields != "(none)" else [],
+                                module.strip("`"), sorted(n.strip() for n in names.split(",")))
+    want = {}
+    for name, op in ops.REGISTRY.items():
+        cls = op.attrs_type
+        module = cls.__module__.removeprefix("archdsl.").replace(".", "/") + ".py"
+        entry = want.setdefault(cls.__name__, ([f.name for f in dataclasses.fields(cls)], module, []))
+        entry[2].append(name)
+    want = {k: (f, m, sorted(n)) for k, (f, m, n) in want.items()}
+    assert rows == want, "docs/architecture.md's attributes table differs from the registry"
+
+
 def test_the_architecture_doc_names_the_steps_this_test_checks():
     """docs/architecture.md's "Adding an op": every file it names exists, and it names every backend
     and importer kind checked here."""
