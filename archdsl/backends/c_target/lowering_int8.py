@@ -188,15 +188,15 @@ def _qconv(e: QEmitter, q) -> list[str]:
     groups = a.get("groups", 1)
     zp = a["in_zero_point"]
     src, dst = e.t(q.inputs[0]), e.t(q.output)
-    if q.output in e.scratch:  # in place through a one-plane buffer (analysis.memory): the reference kernel
-        w = e.array(n, "w", np.asarray(q.arrays["weight"], np.int8), _weights_what(q))
-        b = e.array(n, "b", np.asarray(q.arrays["bias"], np.int32), f"{n.name}: int32 bias")
-        qo = e.qout(q)
-        e.use("rt_qdwconv.c", "rt_qinplace.c")
-        return [_call("arch_qconv_dw_inplace", src, e.scratch[q.output], x.c, x.h, x.w, zp, w, b, kh, kw, sh, sw,
-                      pt, pl, y.h, y.w, qo)]
     plan = conv_plan(x.c, (x.h, x.w), (y.h, y.w), groups, (kh, kw), (sh, sw), (pt, pl), q.arrays["weight"],
                      q.arrays["bias"], q.arrays["multiplier"], q.arrays["shift"], zp)
+    if q.output in e.scratch:  # in place through a one-plane buffer (analysis.memory), the kernel chosen
+        w = e.array(n, "w", plan.weight, _weights_what(q))
+        b = e.array(n, "b", plan.requant.bias, f"{n.name}: int32 bias")
+        qo = e.qout(q, plan.requant)
+        e.use("rt_qdwconv.c", "rt_qinplace.c")
+        return [_call("arch_qconv_dw_inplace", src, e.scratch[q.output], x.c, x.h, x.w, zp, w, b, kh, kw, sh, sw,
+                      pt, pl, y.h, y.w, qo, int(plan.kernel == "arch_qconv_dw_rows"))]
     packed = ", packed for arch_qgemm" if plan.kernel == "arch_qgemm" else ""
     w = e.array(n, "w", plan.weight, _weights_what(q, packed))
     folded = ", input offset folded in" if plan.kernel == "arch_qgemm" else ""

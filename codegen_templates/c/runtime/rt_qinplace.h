@@ -8,6 +8,6 @@
 void arch_qconv_dw_inplace(int8_t *buf, int8_t *restrict scratch, int c, int h, int w, int32_t in_zp,
                            const int8_t *restrict weight, const int32_t *restrict bias,
                            int kh, int kw, int sh, int sw, int pad_top, int pad_left, int oh, int ow,
-                           const struct arch_qout *q);
+                           const struct arch_qout *q, int rows);
 
 #endif /* ARCHDSL_RT_QINPLACE_H */
