@@ -236,6 +236,8 @@ def panels(wt, panel):
     (24, 47, 40), (5, 17, 37), (9, 200, 64),
     # deep layers on small maps: the fast path's channel tiles (panels of 16), leftover channels and pixels
     (128, 49, 40), (256, 7, 37), (130, 13, 100), (128, 1, 17), (144, 36, 64),
+    # AVX2's packed input panel: from 64 input channels up to 1024, above that unpacked
+    (72, 130, 21), (1024, 18, 7), (1100, 9, 5),
 ])
 @pytest.mark.parametrize("panel", [1, 16, 5])
 @pytest.mark.parametrize("act", ["relu", "relu6", "hswish"])
