@@ -40,15 +40,29 @@ def _check(graph, plan, tmp_path, *, sanitize=False, what=""):
         assert np.all(np.abs(got - want) <= 1e-4 * scale + 1e-5 + 1e-3 * np.abs(want)), what
 
 
+def _lowered_by_a_plan(spec) -> bool:
+    """Whether in-place depthwise or patches lower the spec's fp32 arena (at test_c_target's widths)."""
+    rep = patch.memory_report(load_graph(spec, **reduced(spec)))
+    return rep.patch is not None or rep.inplace.arena_bytes < rep.plain.arena_bytes
+
+
+PLANNED = [s for s in all_specs() if _lowered_by_a_plan(s)]
+# docs/memory.md: the zoo's specs whose peak no plan lowers (small inputs, or the peak past any
+# tileable prefix); every other spec runs with its plan below
+UNPLANNED = {"mobilenet_v1_cifar10", "mobilenet_v1_table3_conv", "mobilenet_v1_table3_separable", "resnet20_cifar"}
+
+
+def test_the_specs_no_plan_lowers_are_the_documented_ones():
+    assert {s.stem for s in all_specs()} - {s.stem for s in PLANNED} == UNPLANNED
+
+
 @needs_cc
-@pytest.mark.parametrize("spec", all_specs(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("spec", PLANNED, ids=lambda p: p.stem)
 def test_every_spec_with_its_chosen_plan(spec, tmp_path):
     """fp32, on the host and, where the weights fit the QEMU board, on Cortex-M4."""
     graph = load_graph(spec, **reduced(spec))
     steps = schedule(graph)
     rep = patch.memory_report(graph)
-    if rep.patch is None and rep.inplace.arena_bytes == rep.plain.arena_bytes:
-        pytest.skip(f"{spec.stem}: neither in-place depthwise nor patches lower its arena")
     assert rep.patched.arena_bytes <= rep.plain.arena_bytes
     _check(graph, rep.patched, tmp_path, what=spec.stem)
     w = init_weights(graph, 0)
