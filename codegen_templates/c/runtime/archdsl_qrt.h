@@ -274,15 +274,57 @@ static inline struct arch_qch arch_q_channel(const struct arch_qout *q, int o)
     return c;
 }
 
-/* y[i] = the requantized acc[i], i < n, for output channel c: SSAT when the clamp allows all of int8. */
+/* The scaled and rounded acc of arch_q_out_fast before the clamp, with `round` = 2^right plus the
+ * output zero point times 2^(right + 1): (X + zp 2^(right+1)) >> (right + 1) = (X >> (right + 1)) + zp,
+ * one add fewer an output. No overflow for right <= 21: |2t| < 2^30 and |round| < 2^30. */
+static inline int32_t arch_q_scale_zp(int32_t acc, struct arch_qch c, int32_t round)
+{
+    const int32_t t = arch_q_smmulr((int32_t)((uint32_t)acc << c.left), c.multiplier);
+    return (t * 2 + round + (t >> 31)) >> (c.right + 1);
+}
+
+static inline int8_t arch_q_sat8(int32_t v)
+{
+#if defined(ARCH_Q_DSP)
+    return (int8_t)__ssat(v, 8);
+#else
+    return (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+#endif
+}
+
+#define ARCH_Q_ZP_ROUND_MAX_RIGHT 21
+
+/* y[i] = the requantized acc[i], i < n, for output channel c (arch_q_out_fast's values): two outputs
+ * a turn with the zero point in the rounding constant when right allows it, SSAT when the clamp
+ * allows all of int8; the rest (an odd last output, a larger right) one at a time. */
 static inline void arch_q_out_row(int8_t *restrict y, const int32_t *restrict acc, int n, struct arch_qch c,
                                   const struct arch_qout *q)
 {
-    int i;
-    if (q->act_min == -128 && q->act_max == 127) {
-        for (i = 0; i < n; i++) y[i] = arch_q_out_sat(acc[i], c, q->zero_point);
+    const int full = q->act_min == -128 && q->act_max == 127;
+    int i = 0;
+    if (c.right <= ARCH_Q_ZP_ROUND_MAX_RIGHT) {
+        const int32_t round = ((int32_t)1 << c.right) + q->zero_point * ((int32_t)2 << c.right);
+        const int32_t lo = q->act_min, hi = q->act_max;
+        if (full) {
+            for (; i + 2 <= n; i += 2) {
+                const int32_t a = acc[i], b = acc[i + 1];
+                y[i] = arch_q_sat8(arch_q_scale_zp(a, c, round));
+                y[i + 1] = arch_q_sat8(arch_q_scale_zp(b, c, round));
+            }
+        } else {
+            for (; i + 2 <= n; i += 2) {
+                int32_t a = arch_q_scale_zp(acc[i], c, round), b = arch_q_scale_zp(acc[i + 1], c, round);
+                a = a < lo ? lo : a > hi ? hi : a;
+                b = b < lo ? lo : b > hi ? hi : b;
+                y[i] = (int8_t)a;
+                y[i + 1] = (int8_t)b;
+            }
+        }
+    }
+    if (full) {
+        for (; i < n; i++) y[i] = arch_q_out_sat(acc[i], c, q->zero_point);
     } else {
-        for (i = 0; i < n; i++) y[i] = arch_q_out_fast(acc[i], c, q->zero_point, q->act_min, q->act_max);
+        for (; i < n; i++) y[i] = arch_q_out_fast(acc[i], c, q->zero_point, q->act_min, q->act_max);
     }
 }
 
