@@ -12,8 +12,9 @@
  * DSP path: the input is NCHW, so the inner loop's pairs (two input channels of one pixel) are not
  * adjacent in memory. A block of 4 pixels is first widened and transposed into `xs`, as int16 pairs
  * (x[i], x[i+2]) and (x[i+1], x[i+3]) for each group of 4 channels: the lanes SXTB16 gives of the
- * weight word w[i..i+3] and of its rotation. Then a 2 channel x 2 pixel tile does 16 mult-adds per
- * group of 4 channels in 8 SMLAD, 4 SXTB16 and 4 loads. */
+ * weight word w[i..i+3] and of its rotation. Then a 1 channel x 4 pixel tile does 16 mult-adds per
+ * group of 4 channels in 8 SMLAD, 2 SXTB16, one weight load and 4 LDRD (17 instructions with the
+ * loop; a 2 x 2 tile needs two more registers than Thumb has to keep its pointers in step). */
 #include <string.h>
 
 #include "archdsl_qrt.h"
@@ -53,8 +54,8 @@ static void qg_widen(const int32_t v[4], int32_t *restrict xs01, int32_t *restri
     xs23[3] = arch_q_pack_hi(r1, r3);
 }
 
-/* The block of np <= 4 pixels at p into xs (groups x 4 words for pixels 0-1, then for 2-3);
- * channels past cin and pixels past np are zero. */
+/* The block of np <= 4 pixels at p into xs (8 words a group of 4 channels: 4 for pixels 0-1, then
+ * 4 for pixels 2-3); channels past cin and pixels past np are zero. */
 static void qg_fill(int32_t *restrict xs, const int8_t *restrict in, int cin, int hw, int p, int np, int groups)
 {
     int g, k, j;
@@ -70,64 +71,59 @@ static void qg_fill(int32_t *restrict xs, const int8_t *restrict in, int cin, in
                 v[k] = (int32_t)u;
             }
         }
-        qg_widen(v, xs + 4 * g, xs + 4 * (groups + g));
+        qg_widen(v, xs + 8 * g, xs + 8 * g + 4);
     }
 }
 
-/* acc0[2h, 2h + 1], acc1[2h, 2h + 1] (2 channels x 2 pixels) += the packed rows (step 8) times the
- * pixel pair h of xs, for the nhalf pairs (each 4 words a group of 4 channels). */
-ARCH_Q_NOINLINE static void qg_tile2(const int32_t *restrict x, const int8_t *restrict rows, int groups, int nhalf,
-                                     int32_t *restrict acc0, int32_t *restrict acc1)
+/* Two words at *x, then x += 2: one LDRD with writeback (GCC loads them one at a time and adds the
+ * pointer apart). */
+static inline void qg_pair_post(const int32_t **x, int32_t *lo, int32_t *hi)
 {
-    int h, g;
-    for (h = 0; h < nhalf; h++) {
-        const int8_t *w = rows;
-        int32_t a00 = acc0[2 * h], a01 = acc0[2 * h + 1], a10 = acc1[2 * h], a11 = acc1[2 * h + 1];
-        for (g = 0; g < groups; g++) {
-            const int32_t w0 = qg_load(w), w1 = qg_load(w + 4);
-            const int32_t x0a = x[0], x0b = x[1], x1a = x[2], x1b = x[3];
-            const int32_t w0a = __sxtb16(w0), w0b = arch_q_sxtb16_ror8(w0);
-            const int32_t w1a = __sxtb16(w1), w1b = arch_q_sxtb16_ror8(w1);
-            a00 = __smlad(w0a, x0a, a00);
-            a00 = __smlad(w0b, x0b, a00);
-            a01 = __smlad(w0a, x1a, a01);
-            a01 = __smlad(w0b, x1b, a01);
-            a10 = __smlad(w1a, x0a, a10);
-            a10 = __smlad(w1b, x0b, a10);
-            a11 = __smlad(w1a, x1a, a11);
-            a11 = __smlad(w1b, x1b, a11);
-            w += 8;
-            x += 4;
-        }
-        acc0[2 * h] = a00;
-        acc0[2 * h + 1] = a01;
-        acc1[2 * h] = a10;
-        acc1[2 * h + 1] = a11;
-    }
+    int32_t a, b;
+    __asm__("ldrd %0, %1, [%2], #8" : "=&r"(a), "=&r"(b), "+r"(*x) : : "memory");
+    *lo = a;
+    *hi = b;
 }
 
-/* acc[2h, 2h + 1] (1 channel x 2 pixels) += one plain row (step 4) times the pixel pairs of xs. */
-ARCH_Q_NOINLINE static void qg_tile1(const int32_t *restrict x, const int8_t *restrict row, int groups, int nhalf,
-                                     int32_t *restrict acc)
-{
-    int h, g;
-    for (h = 0; h < nhalf; h++) {
-        const int8_t *w = row;
-        int32_t a0 = acc[2 * h], a1 = acc[2 * h + 1];
-        for (g = 0; g < groups; g++) {
-            const int32_t w0 = qg_load(w);
-            const int32_t wa = __sxtb16(w0), wb = arch_q_sxtb16_ror8(w0);
-            a0 = __smlad(wa, x[0], a0);
-            a0 = __smlad(wb, x[1], a0);
-            a1 = __smlad(wa, x[2], a1);
-            a1 = __smlad(wb, x[3], a1);
-            w += 4;
-            x += 4;
-        }
-        acc[2 * h] = a0;
-        acc[2 * h + 1] = a1;
+/* acc[4j .. 4j + 3] = bias + one weight row (groups of 4 bytes, `step` apart) times the 4 pixels of
+ * block j of xs, j < nblocks: per group one load and two SXTB16 of the weights, four 64-bit loads
+ * of the block and 8 SMLAD, the accumulators and pointers in registers. STEP is a constant (4 or
+ * 8, qg_row) so that the loads post-increment. */
+#define QG_COL4(name, STEP)                                                                              \
+    ARCH_Q_NOINLINE static void name(const int32_t *x, const int8_t *restrict row, int groups,           \
+                                     int nblocks, int32_t bias, int32_t *restrict acc)                   \
+    {                                                                                                    \
+        int j, g;                                                                                        \
+        for (j = 0; j < nblocks; j++) {                                                                  \
+            const int8_t *w = row;                                                                       \
+            int32_t a0 = bias, a1 = bias, a2 = bias, a3 = bias;                                          \
+            for (g = 0; g < groups; g++) {                                                               \
+                const int32_t w0 = qg_load(w);                                                           \
+                const int32_t wa = __sxtb16(w0), wb = arch_q_sxtb16_ror8(w0);                            \
+                int32_t xa, xb;                                                                          \
+                qg_pair_post(&x, &xa, &xb);                                                              \
+                a0 = __smlad(wa, xa, a0);                                                                \
+                a0 = __smlad(wb, xb, a0);                                                                \
+                qg_pair_post(&x, &xa, &xb);                                                              \
+                a1 = __smlad(wa, xa, a1);                                                                \
+                a1 = __smlad(wb, xb, a1);                                                                \
+                qg_pair_post(&x, &xa, &xb);                                                              \
+                a2 = __smlad(wa, xa, a2);                                                                \
+                a2 = __smlad(wb, xb, a2);                                                                \
+                qg_pair_post(&x, &xa, &xb);                                                              \
+                a3 = __smlad(wa, xa, a3);                                                                \
+                a3 = __smlad(wb, xb, a3);                                                                \
+                w += STEP;                                                                               \
+            }                                                                                            \
+            acc[0] = a0;                                                                                 \
+            acc[1] = a1;                                                                                 \
+            acc[2] = a2;                                                                                 \
+            acc[3] = a3;                                                                                 \
+            acc += 4;                                                                                    \
+        }                                                                                                \
     }
-}
+QG_COL4(qg_col4_paired, 8)
+QG_COL4(qg_col4_plain, 4)
 
 /* n outputs of channel c from their accumulators (its own loop: the constants stay in registers). */
 ARCH_Q_NOINLINE static void qg_out(int8_t *restrict y, const int32_t *restrict acc, int n, struct arch_qch c,
@@ -211,23 +207,19 @@ void arch_qgemm(const int8_t *restrict in, int cin, int hw, const int8_t *restri
          * layers (few input channels) share the calls and the requantization setup over more pixels */
         const int m = k4 >= 256 ? 1 : 256 / k4 < QG_MAX_BLOCKS ? 256 / k4 : QG_MAX_BLOCKS;
         int32_t xs[QG_MAX_BLOCKS > 0 ? 8 * (k4 / 4) * m : 1]; /* 8 words per group of 4 channels and 4 pixels */
-        int32_t a0[4 * QG_MAX_BLOCKS], a1[4 * QG_MAX_BLOCKS];
+        int32_t acc[4 * QG_MAX_BLOCKS];
         for (p = 0; p < hw; p += 4 * m) {
-            const int np = hw - p < 4 * m ? hw - p : 4 * m, nhalf = (np + 1) / 2;
+            const int np = hw - p < 4 * m ? hw - p : 4 * m, nblocks = (np + 3) / 4;
             for (j = 0; 4 * j < np; j++)
                 qg_fill(xs + 8 * groups * j, in, cin, hw, p + 4 * j, np - 4 * j < 4 ? np - 4 * j : 4, groups);
-            for (o = 0; o < cout; o += 2) {
+            for (o = 0; o < cout; o++) {
                 int step;
                 const int8_t *w = qg_row(weight, k4, cout, o, &step);
-                for (j = 0; j < 2 * nhalf; j++) a0[j] = bias[o];
-                if (o + 1 < cout) {
-                    for (j = 0; j < 2 * nhalf; j++) a1[j] = bias[o + 1];
-                    qg_tile2(xs, w, groups, nhalf, a0, a1);
-                    qg_out(out + (o + 1) * hw + p, a1, np, arch_q_channel(q, o + 1), q);
-                } else {
-                    qg_tile1(xs, w, groups, nhalf, a0);
-                }
-                qg_out(out + o * hw + p, a0, np, arch_q_channel(q, o), q);
+                if (step == 8)
+                    qg_col4_paired(xs, w, groups, nblocks, bias[o], acc);
+                else
+                    qg_col4_plain(xs, w, groups, nblocks, bias[o], acc);
+                qg_out(out + o * hw + p, acc, np, arch_q_channel(q, o), q);
             }
         }
     }
