@@ -195,6 +195,15 @@ DW_CASES = [
     (2, 9, 34, 1, (3, 3), (2, 2), (1, 1, 1, 1)),
     (1, 20, 112, 1, (3, 3), (2, 2), (0, 0, 1, 1)),
     (1, 130, 130, 1, (3, 3), (1, 1), (1, 1, 1, 1)),
+    # small maps in blocks of a vector's worth of channels (full blocks and a partial one, planes not
+    # a whole number of vectors, stride-2 maps with an unread last row and column)
+    (20, 7, 7, 1, (3, 3), (1, 1), (1, 1, 1, 1)),
+    (20, 4, 4, 1, (3, 3), (1, 1), (1, 1, 1, 1)),
+    (19, 14, 14, 1, (3, 3), (2, 2), (0, 0, 1, 1)),
+    (18, 9, 9, 1, (3, 3), (2, 2), (1, 1, 1, 1)),
+    (17, 8, 8, 1, (3, 3), (2, 2), (0, 0, 0, 0)),
+    (33, 7, 7, 1, (3, 3), (2, 2), (1, 1, 1, 1)),
+    (3, 40, 5, 1, (3, 3), (1, 1), (1, 1, 1, 1)),  # narrow, but too tall for the block buffer
     # rows wider than the strips take (the padded copy, also with AVX-512)
     (2, 10, 100, 1, (3, 3), (1, 1), (1, 1, 1, 1)),
     (2, 9, 150, 1, (3, 3), (2, 2), (1, 1, 1, 1)),

@@ -370,6 +370,133 @@ static void plane3x3_strips(int s, const float *restrict plane, int h, int w, in
     if (act != ARCH_ACT_NONE && act != ARCH_ACT_RELU && act != ARCH_ACT_RELU6) arch_activate(o, oh * ow, act);
 }
 
+/* Small maps, VL channels at a time (m == 1): a row of a small plane fills few of a vector's lanes
+ * (7 of 16 on a 7 x 7 map), so here a vector holds one pixel of VL channels instead. The planes of
+ * a block of VL channels are copied into one zero-padded buffer of pixels (VL floats each, one per
+ * channel) by VL x VL transposes in registers, every output pixel is nine full-width FMAs whatever
+ * the map's width, and the block's results are transposed back into their planes. */
+#define BLOCK_PIXELS 256 /* padded pixels, 16 KB at VL 16: the buffer stays in L1 while the taps read it */
+/* Where the transposes pay for themselves, measured with bench/bench_c_layers.py (AVX-512, MobileNetV1
+ * 1.0/224): output rows of at most half a vector (7 x 7: 46 -> 36 us at stride 1, even at stride 2).
+ * Wider rows fill the strips' lanes well enough that the copies cost more than they save (14 x 14
+ * outputs of a 28 x 28 map: 37 -> 55 us). */
+#define CHANNEL_BLOCKS_WHEN(ow) (2 * (ow) <= VL)
+
+/* r[i] lane j <- r[j] lane i. */
+ARCH_INLINE void transpose(vf *r)
+{
+#if ARCH_SIMD == 512
+    __m512 t[16];
+    int i;
+    for (i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (i = 0; i < 16; i += 4) {
+        const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+        const __m512d c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    /* each 128-bit lane k of r[i] now holds the 4 x 4 block (rows 4 (i / 4) .., columns 4 k ..) */
+    for (i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    }
+#else
+    __m256 t[8], u[8];
+    int i;
+    for (i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+#endif
+}
+
+static void dw3x3_channel_blocks(int s, const float *restrict in, int c, int h, int w, int pad_top, int pad_left,
+                                 const float *restrict weight, const float *restrict bias,
+                                 float *restrict out, int oh, int ow, int act)
+{
+    const int ph = (oh - 1) * s + 3, pw = (ow - 1) * s + 3, hw = h * w, ohw = oh * ow;
+    /* res: VL pixels of slack, read (not stored) by the last transpose back */
+    float buf[BLOCK_PIXELS * VL], res[(BLOCK_PIXELS + VL) * VL], wt[9 * VL], bv[VL];
+    int c0, l, x, t, oy, ox, p, iy, ix;
+    for (x = 0; x < ph * pw * VL; x++) buf[x] = 0.0f;
+    for (x = 0; x < (ohw + VL) * VL; x++) res[x] = 0.0f;
+    for (c0 = 0; c0 < c; c0 += VL) {
+        const int nl = c - c0 < VL ? c - c0 : VL; /* lanes past nl compute zeros, not stored */
+        vf k[9], r[VL];
+        for (l = 0; l < VL; l++) {
+            for (t = 0; t < 9; t++) wt[t * VL + l] = l < nl ? weight[(c0 + l) * 9 + t] : 0.0f;
+            bv[l] = l < nl ? bias[c0 + l] : 0.0f;
+        }
+        ARCH_UNROLL for (t = 0; t < 9; t++) k[t] = V_LOAD(wt + t * VL);
+        iy = 0, ix = 0; /* the plane row and column of pixel p */
+        for (p = 0; p < hw; p += VL) { /* the block's pixels p .. p + VL - 1 (flat in the plane) */
+            const int n = hw - p < VL ? hw - p : VL;
+            for (l = 0; l < VL; l++) {
+                const float *src = in + (c0 + l) * hw + p;
+                r[l] = l >= nl ? V_SET1(0.0f) : n == VL ? V_LOAD(src) : V_LOADM(src, V_MASK(n));
+            }
+            transpose(r);
+            for (l = 0; l < n; l++) {
+                if (iy + pad_top < ph && ix + pad_left < pw)
+                    V_STORE(buf + ((iy + pad_top) * pw + ix + pad_left) * VL, r[l]);
+                if (++ix == w) ix = 0, iy++;
+            }
+        }
+        for (oy = 0; oy < oh; oy++) {
+            for (ox = 0; ox < ow; ox++) {
+                const float *q = buf + (oy * s * pw + ox * s) * VL;
+                /* one partial sum per filter row: three short dependency chains */
+                vf a0 = V_FMA(k[0], V_LOAD(q), V_LOAD(bv));
+                vf a1 = V_MUL(k[3], V_LOAD(q + pw * VL));
+                vf a2 = V_MUL(k[6], V_LOAD(q + 2 * pw * VL));
+                a0 = V_FMA(k[1], V_LOAD(q + VL), a0);
+                a1 = V_FMA(k[4], V_LOAD(q + (pw + 1) * VL), a1);
+                a2 = V_FMA(k[7], V_LOAD(q + (2 * pw + 1) * VL), a2);
+                a0 = V_FMA(k[2], V_LOAD(q + 2 * VL), a0);
+                a1 = V_FMA(k[5], V_LOAD(q + (pw + 2) * VL), a1);
+                a2 = V_FMA(k[8], V_LOAD(q + (2 * pw + 2) * VL), a2);
+                a0 = V_ADD(a0, V_ADD(a1, a2));
+                if (act == ARCH_ACT_RELU || act == ARCH_ACT_RELU6) a0 = V_MAX(a0, V_SET1(0.0f));
+                if (act == ARCH_ACT_RELU6) a0 = V_MIN(a0, V_SET1(6.0f));
+                V_STORE(res + (oy * ow + ox) * VL, a0);
+            }
+        }
+        for (p = 0; p < ohw; p += VL) {
+            const int n = ohw - p < VL ? ohw - p : VL;
+            for (l = 0; l < VL; l++) r[l] = V_LOAD(res + (p + l) * VL);
+            transpose(r);
+            for (l = 0; l < nl; l++) {
+                if (n == VL)
+                    V_STORE(out + (c0 + l) * ohw + p, r[l]);
+                else
+                    V_STOREM(out + (c0 + l) * ohw + p, r[l], V_MASK(n));
+            }
+        }
+    }
+    if (act != ARCH_ACT_NONE && act != ARCH_ACT_RELU && act != ARCH_ACT_RELU6) arch_activate(out, c * ohw, act);
+}
+
 void arch_conv_dw(const float *restrict in, int c, int h, int w,
                   const float *restrict weight, const float *restrict bias, int m,
                   int kh, int kw, int sh, int sw, int pad_top, int pad_left,
@@ -383,6 +510,10 @@ void arch_conv_dw(const float *restrict in, int c, int h, int w,
     int o, x;
     if (kh != 3 || kw != 3 || sh != sw || (sh != 1 && sh != 2) || ph * rs > PADDED_MAX) {
         conv_dw_portable(in, c, h, w, weight, bias, m, kh, kw, sh, sw, pad_top, pad_left, out, oh, ow, act);
+        return;
+    }
+    if (m == 1 && ph * pw <= BLOCK_PIXELS && CHANNEL_BLOCKS_WHEN(ow)) {
+        dw3x3_channel_blocks(sh, in, c, h, w, pad_top, pad_left, weight, bias, out, oh, ow, act);
         return;
     }
     /* the lanes read past the copy (their outputs are not stored) read zeros, not stale stack */
