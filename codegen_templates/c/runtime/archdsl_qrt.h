@@ -294,9 +294,9 @@ static inline int8_t arch_q_sat8(int32_t v)
 
 #define ARCH_Q_ZP_ROUND_MAX_RIGHT 21
 
-/* y[i] = the requantized acc[i], i < n, for output channel c (arch_q_out_fast's values): two outputs
- * a turn with the zero point in the rounding constant when right allows it, SSAT when the clamp
- * allows all of int8; the rest (an odd last output, a larger right) one at a time. */
+/* y[i] = the requantized acc[i], i < n, for output channel c (arch_q_out_fast's values): four outputs
+ * a turn with SSAT when the clamp allows all of int8, else two, with the zero point in the rounding
+ * constant when right allows it; the rest (a short tail, a larger right) one at a time. */
 static inline void arch_q_out_row(int8_t *restrict y, const int32_t *restrict acc, int n, struct arch_qch c,
                                   const struct arch_qout *q)
 {
@@ -306,10 +306,12 @@ static inline void arch_q_out_row(int8_t *restrict y, const int32_t *restrict ac
         const int32_t round = ((int32_t)1 << c.right) + q->zero_point * ((int32_t)2 << c.right);
         const int32_t lo = q->act_min, hi = q->act_max;
         if (full) {
-            for (; i + 2 <= n; i += 2) {
-                const int32_t a = acc[i], b = acc[i + 1];
+            for (; i + 4 <= n; i += 4) {
+                const int32_t a = acc[i], b = acc[i + 1], d = acc[i + 2], e = acc[i + 3];
                 y[i] = arch_q_sat8(arch_q_scale_zp(a, c, round));
                 y[i + 1] = arch_q_sat8(arch_q_scale_zp(b, c, round));
+                y[i + 2] = arch_q_sat8(arch_q_scale_zp(d, c, round));
+                y[i + 3] = arch_q_sat8(arch_q_scale_zp(e, c, round));
             }
         } else {
             for (; i + 2 <= n; i += 2) {

@@ -49,15 +49,15 @@ void arch_qconv2d(const int8_t *restrict in, int cin, int h, int w, int32_t in_z
 #define CR_MAX_ROWS 16
 #define CR_MAX_K 7
 
-/* acc[channel 0, 1][pixel 0, 1] += the pairs at rp[r] (pixel 0) and rp[r] + dx (pixel 1), r < nrows,
- * times the weight pairs w0, w1 (kp per row). */
-static inline void cr_tile_k(int32_t acc[4], const int16_t *const *rp, int nrows, int kp, int dx,
+/* acc[channel 0, 1][pixel 0, 1] += the pairs at rp[r] + off (pixel 0) and rp[r] + off + dx (pixel 1),
+ * r < nrows, times the weight pairs w0, w1 (kp per row). */
+static inline void cr_tile_k(int32_t acc[4], const int16_t *const *rp, int off, int nrows, int kp, int dx,
                              const int32_t *restrict w0, const int32_t *restrict w1)
 {
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
     int r, k;
     for (r = 0; r < nrows; r++) {
-        const int16_t *p0 = rp[r], *p1 = rp[r] + dx;
+        const int16_t *p0 = rp[r] + off, *p1 = rp[r] + off + dx;
         for (k = 0; k < kp; k++) {
             const int32_t wa = *w0++, wb = *w1++;
 #if defined(ARCH_Q_DSP)
@@ -83,22 +83,23 @@ static inline void cr_tile_k(int32_t acc[4], const int16_t *const *rp, int nrows
 
 /* The tile as a function of its own (its loop gets the registers), with copies for 3-wide windows
  * (two pairs) at strides 1 and 2 whose loads take constant offsets. */
-ARCH_Q_NOINLINE static void cr_tile(int32_t acc[4], const int16_t *const *rp, int nrows, int kp, int dx,
-                                const int32_t *restrict w0, const int32_t *restrict w1)
+ARCH_Q_NOINLINE static void cr_tile(int32_t acc[4], const int16_t *const *rp, int off, int nrows, int kp,
+                                    int dx, const int32_t *restrict w0, const int32_t *restrict w1)
 {
     if (kp == 2 && dx == 2) {
-        cr_tile_k(acc, rp, nrows, 2, 2, w0, w1);
+        cr_tile_k(acc, rp, off, nrows, 2, 2, w0, w1);
     } else if (kp == 2 && dx == 1) {
-        cr_tile_k(acc, rp, nrows, 2, 1, w0, w1);
+        cr_tile_k(acc, rp, off, nrows, 2, 1, w0, w1);
     } else {
-        cr_tile_k(acc, rp, nrows, kp, dx, w0, w1);
+        cr_tile_k(acc, rp, off, nrows, kp, dx, w0, w1);
     }
 }
 
-static int8_t cr_out(int32_t acc, struct arch_qch ch, const struct arch_qout *q)
+/* Channel o's outputs of one row from their accumulators (its own loop: the constants in registers). */
+ARCH_Q_NOINLINE static void cr_out(int8_t *restrict y, const int32_t *restrict acc, int n, int o,
+                                   const struct arch_qout *q)
 {
-    if (q->act_min == -128 && q->act_max == 127) return arch_q_out_sat(acc, ch, q->zero_point);
-    return arch_q_out_fast(acc, ch, q->zero_point, q->act_min, q->act_max);
+    arch_q_out_row(y, acc, n, arch_q_channel(q, o), q);
 }
 
 void arch_qconv_rows(const int8_t *restrict in, int cin, int h, int w, int32_t in_zp,
@@ -110,9 +111,11 @@ void arch_qconv_rows(const int8_t *restrict in, int cin, int h, int w, int32_t i
     const int ow2 = (ow + 1) & ~1; /* the tiles' pixel pairs: an odd last pixel's partner reads zeros */
     const int len = ((ow2 - 1) * sw + 2 * kp + 1) & ~1; /* the last pair read, rounded up */
     int16_t buffer[nrows][len];
+    int32_t a0[ow2], a1[ow2]; /* one output row's accumulators of the channel pair */
     int32_t wp[cout][nrows * kp]; /* per output channel: nrows x kp tap pairs */
     int16_t *ring[2 * CR_MAX_ROWS]; /* channel c's ring: ring + 2 kh c (arch_q_rows_init) */
     int16_t **win[CR_MAX_ROWS]; /* channel c's window of kh rows */
+    const int16_t *rp[CR_MAX_ROWS]; /* the window's nrows rows, channel after channel */
     int o, c, oy, ox, j, base = 0;
     for (o = 0; o < cout; o++)
         for (j = 0; j < nrows; j++) arch_q_tap_pairs(weight + (o * nrows + j) * kw, kw, wp[o] + j * kp);
@@ -124,29 +127,24 @@ void arch_qconv_rows(const int8_t *restrict in, int cin, int h, int w, int32_t i
                                       oy * sh - pad_top, pad_left, in_zp);
             if (c == cin - 1) base = b;
         }
-        for (ox = 0; ox < ow; ox += 2) {
-            const int two_px = ox + 1 < ow;
-            const int16_t *rp[CR_MAX_ROWS];
-            for (c = 0; c < cin; c++)
-                for (j = 0; j < kh; j++) rp[c * kh + j] = win[c][j] + ox * sw;
-            for (o = 0; o < cout; o += 2) {
-                const int two_ch = o + 1 < cout;
-                const int o1 = two_ch ? o + 1 : o;
-                int8_t *y = out + o * plane + oy * ow + ox;
+        for (c = 0; c < cin; c++)
+            for (j = 0; j < kh; j++) rp[c * kh + j] = win[c][j];
+        for (o = 0; o < cout; o += 2) { /* a channel pair's row, then its requantization */
+            const int two_ch = o + 1 < cout;
+            const int o1 = two_ch ? o + 1 : o;
+            int8_t *y = out + o * plane + oy * ow;
+            for (ox = 0; ox < ow; ox += 2) {
                 int32_t acc[4];
                 acc[0] = acc[1] = bias[o];
                 acc[2] = acc[3] = bias[o1];
-                cr_tile(acc, rp, nrows, kp, sw, wp[o], wp[o1]);
-                {
-                    const struct arch_qch c0 = arch_q_channel(q, o), c1 = arch_q_channel(q, o1);
-                    y[0] = cr_out(acc[0], c0, q);
-                    if (two_px) y[1] = cr_out(acc[1], c0, q);
-                    if (two_ch) {
-                        y[plane] = cr_out(acc[2], c1, q);
-                        if (two_px) y[plane + 1] = cr_out(acc[3], c1, q);
-                    }
-                }
+                cr_tile(acc, rp, ox * sw, nrows, kp, sw, wp[o], wp[o1]);
+                a0[ox] = acc[0];
+                a0[ox + 1] = acc[1];
+                a1[ox] = acc[2];
+                a1[ox + 1] = acc[3];
             }
+            cr_out(y, a0, ow, o, q);
+            if (two_ch) cr_out(y + plane, a1, ow, o1, q);
         }
     }
 }

@@ -19,7 +19,7 @@
 
 #include "archdsl_qrt.h"
 
-#define QG_MAX_BLOCKS 8 /* pixel blocks of 4 per pass */
+#define QG_MAX_BLOCKS 32 /* pixel blocks of 4 per pass */
 
 /* The first of the packed weights of output channel o, and the step between its groups of 4. */
 static const int8_t *qg_row(const int8_t *weight, int k4, int cout, int o, int *step)
