@@ -376,20 +376,17 @@ def test_vww_exercises_dead_channels(models_dir):
 # ---------------------------------------------------------------- synthetic cases (the formulas as the oracle)
 
 def ref_qconv(x, w, b, in_zp, mult, shift, out_zp, lo, hi, groups, stride, pads, out_hw):
-    """A plain window sum over x - in_zp padded with zeros (= padding with in_zp), then MBQM."""
-    c, h, wd = x.shape
-    cout, cg, kh, kw = w.shape
+    """test_c_kernels' plain window sum over x - in_zp padded with zeros (= padding with in_zp), then
+    MBQM. The sums are integers far below 2^53, so the float64 window sum holds them exactly."""
+    from test_c_kernels import ref_conv
+
+    cout, _, kh, kw = w.shape
     oh, ow = out_hw
-    xp = np.zeros((c, h + kh + stride[0] * oh, wd + kw + stride[1] * ow), np.int64)
-    xp[:, pads[0]:pads[0] + h, pads[1]:pads[1] + wd] = x.astype(np.int64) - in_zp
-    acc = np.zeros((cout, oh, ow), np.int64)
-    og = cout // groups
-    for o in range(cout):
-        g = o // og
-        for y in range(oh):
-            for xx in range(ow):
-                win = xp[g * cg:(g + 1) * cg, y * stride[0]:y * stride[0] + kh, xx * stride[1]:xx * stride[1] + kw]
-                acc[o, y, xx] = np.sum(win * w[o].astype(np.int64)) + b[o]
+    # bottom and right: as many zeros as any window can reach
+    pads = (pads[0], pads[1], kh + stride[0] * oh - pads[0], kw + stride[1] * ow - pads[1])
+    acc = ref_conv(x.astype(np.int64) - in_zp, w.astype(np.int64), np.asarray(b, np.int64), groups, stride, pads,
+                   out_hw)
+    acc = np.rint(acc).astype(np.int64)
     mult = np.broadcast_to(mult, (cout,))[:, None, None]
     shift = np.broadcast_to(shift, (cout,))[:, None, None]
     return np.clip(multiply_by_quantized_multiplier(acc, mult, shift) + out_zp, lo, hi).astype(np.int8)
