@@ -54,14 +54,19 @@ static inline int32_t arch_q_mbqm(int32_t x, int32_t multiplier, int32_t shift)
     return arch_q_rdbpot(arch_q_srdhm(arch_q_shl(x, left), multiplier), right > 31 ? 31 : right);
 }
 
+/* v clamped to an activation's [act_min, act_max] (within int8's range), as int8. */
+static inline int8_t arch_q_clamp(int32_t v, int32_t act_min, int32_t act_max)
+{
+    v = v < act_min ? act_min : v;
+    v = v > act_max ? act_max : v;
+    return (int8_t)v;
+}
+
 /* An int32 accumulator to an int8 output: requantize, add the zero point, clamp to the activation. */
 static inline int8_t arch_q_out(int32_t acc, int32_t multiplier, int32_t shift, int32_t out_zp,
                                 int32_t act_min, int32_t act_max)
 {
-    int32_t v = arch_q_mbqm(acc, multiplier, shift) + out_zp;
-    v = v < act_min ? act_min : v;
-    v = v > act_max ? act_max : v;
-    return (int8_t)v;
+    return arch_q_clamp(arch_q_mbqm(acc, multiplier, shift) + out_zp, act_min, act_max);
 }
 
 /* ---------------------------------------------------------------- the fast paths' helpers
@@ -144,11 +149,8 @@ static inline int8_t arch_q_out_fast(int32_t acc, struct arch_qch c, int32_t out
                                      int32_t act_max)
 {
     const int32_t t = arch_q_smmulr((int32_t)((uint32_t)acc << c.left), c.multiplier);
-    int32_t v = (t * 2 + ((int32_t)1 << c.right) + (t >> 31)) >> (c.right + 1);
-    v += out_zp;
-    v = v < act_min ? act_min : v;
-    v = v > act_max ? act_max : v;
-    return (int8_t)v;
+    const int32_t v = (t * 2 + ((int32_t)1 << c.right) + (t >> 31)) >> (c.right + 1);
+    return arch_q_clamp(v + out_zp, act_min, act_max);
 }
 
 /* arch_q_out_fast when the clamp is the whole int8 range (SSAT on the DSP extension). */

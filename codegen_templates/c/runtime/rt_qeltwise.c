@@ -3,11 +3,6 @@
  * clamp in the input's parameters). */
 #include "archdsl_qrt.h"
 
-static int8_t q_sat(int32_t v, int32_t lo, int32_t hi)
-{
-    return (int8_t)(v < lo ? lo : v > hi ? hi : v);
-}
-
 void arch_qadd(const int8_t *a, const int8_t *b, int8_t *out, int n, const struct arch_qadd *p)
 {
     int i;
@@ -17,7 +12,7 @@ void arch_qadd(const int8_t *a, const int8_t *b, int8_t *out, int n, const struc
                                        p->a_multiplier, p->a_shift);
         const int32_t vb = arch_q_mbqm(arch_q_shl((int32_t)b[i] - p->b_zp, (int)p->left_shift),
                                        p->b_multiplier, p->b_shift);
-        out[i] = q_sat(arch_q_mbqm(va + vb, p->out_multiplier, p->out_shift) + p->out_zp, p->act_min, p->act_max);
+        out[i] = arch_q_clamp(arch_q_mbqm(va + vb, p->out_multiplier, p->out_shift) + p->out_zp, p->act_min, p->act_max);
     }
 }
 
@@ -37,5 +32,5 @@ void arch_qcopy(const int8_t *restrict in, int8_t *restrict out, int n)
 void arch_qclamp(const int8_t *in, int8_t *out, int n, int32_t act_min, int32_t act_max)
 {
     int i;
-    for (i = 0; i < n; i++) out[i] = q_sat(in[i], act_min, act_max);
+    for (i = 0; i < n; i++) out[i] = arch_q_clamp(in[i], act_min, act_max);
 }

@@ -4,11 +4,6 @@
 
 #include "archdsl_qrt.h"
 
-static int32_t q_clamp(int32_t v, int32_t lo, int32_t hi)
-{
-    return v < lo ? lo : v > hi ? hi : v;
-}
-
 /* The sum of n int8 values; on the DSP extension 4 a word: SXTB16 and SMLAD by (1, 1). */
 static int32_t q_sum(const int8_t *restrict p, int n)
 {
@@ -50,7 +45,7 @@ void arch_qavg_pool(const int8_t *restrict in, int c, int h, int w, int kh, int 
                 }
                 /* round half away from zero, on the raw values (not on q - zp: ties differ) */
                 avg = sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
-                *out++ = (int8_t)q_clamp(avg, act_min, act_max);
+                *out++ = arch_q_clamp(avg, act_min, act_max);
             }
         }
     }
@@ -77,7 +72,7 @@ void arch_qmax_pool(const int8_t *restrict in, int c, int h, int w, int kh, int 
                         const int32_t v = plane[(iy + ky) * w + ix + kx];
                         mx = v > mx ? v : mx;
                     }
-                *out++ = (int8_t)q_clamp(mx, act_min, act_max);
+                *out++ = arch_q_clamp(mx, act_min, act_max);
             }
         }
     }

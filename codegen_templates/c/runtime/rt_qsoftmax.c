@@ -100,7 +100,7 @@ void arch_qsoftmax(const int8_t *restrict in, int c, int hw, int32_t input_multi
             if (diff >= diff_min) {
                 const int32_t scaled = arch_q_srdhm(arch_q_shl(diff, (int)input_left_shift), input_multiplier);
                 v = arch_q_rdbpot(arch_q_srdhm(recip, q_exp_negative(scaled)), bits_over_unit + 31 - 8) - 128;
-                y[ch * hw] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+                y[ch * hw] = arch_q_clamp(v, -128, 127);
             } else {
                 y[ch * hw] = -128;
             }
