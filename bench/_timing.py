@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -44,3 +45,15 @@ def seeded_network(args, batch: int = 1):
     weights = init_weights(graph, seed=0)
     x = np.random.default_rng(0).standard_normal((batch, *graph.input_shape.chw)).astype(np.float32)
     return graph, weights, x
+
+
+def run_main(main) -> int:
+    """A benchmark's exit status: archdsl's own errors (a missing weight file, a wrong spec) printed
+    as their message, as the command line prints them, not as a traceback."""
+    from archdsl.errors import ArchError
+
+    try:
+        return main() or 0
+    except ArchError as e:
+        print(e, file=sys.stderr)
+        return 2

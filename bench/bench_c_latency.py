@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import ROOT, base_parser, seeded_network, timeit  # noqa: E402
+from _timing import ROOT, base_parser, run_main, seeded_network, timeit  # noqa: E402
 
 
 def parse_args():
@@ -146,4 +146,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))
