@@ -222,6 +222,10 @@ def test_stats_plot_memory_writes_a_png(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (("--patch-grid", "3by3"), "ROWSxCOLS"),
+    (("--patch-grid", "3x3x3"), "ROWSxCOLS"),  # was read as 3x3
+    (("--patch-grid", "0x2"), "does not fit"),
+    (("--patch-grid", "1"), "use at least two tiles"),
+    (("--patch-grid", "100000x100000"), "does not fit"),  # was "none beats running whole"
     (("--patch-prefix", "fc1", "--patch-grid", "2x2"), "cannot run tile by tile"),
     (("--patch-prefix", "nope"), "no step"),
     (("--recompute-budget", "-1"), "fraction"),

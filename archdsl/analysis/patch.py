@@ -188,7 +188,7 @@ def make(graph: Graph, steps: list[Step], prefix: int, grid: tuple[int, int]) ->
     last = steps[prefix - 1]
     shape = last.out_shape
     rows, cols = grid
-    if not (1 <= rows <= shape.h and 1 <= cols <= shape.w) or rows * cols < 2:
+    if not _fits(grid, shape):
         raise ArchError(f"a {rows}x{cols} grid does not fit {last.output}'s {shape.h}x{shape.w} map", None,
                         "use at least two tiles, and at most one per row and per column")
     return _make(graph, steps, prefix, grid)
@@ -228,9 +228,18 @@ def _make(graph: Graph, steps: list[Step], prefix: int, grid: tuple[int, int]) -
                      sum(n.macs for n in graph.nodes))
 
 
+def _fits(grid: tuple[int, int], shape) -> bool:
+    """Whether a rows x cols grid of at least two tiles, one row and column of the map at least per tile, fits."""
+    rows, cols = grid
+    return 1 <= rows <= shape.h and 1 <= cols <= shape.w and rows * cols >= 2
+
+
 def parse_grid(text: str) -> tuple[int, int]:
+    """ROWSxCOLS, or N for NxN (whether the tiles fit a map is make's check)."""
     parts = text.lower().replace("×", "x").split("x")
     try:
+        if len(parts) > 2:
+            raise ValueError
         rows, cols = (int(p) for p in parts) if len(parts) == 2 else (int(parts[0]),) * 2
     except ValueError:
         raise ArchError(f"--patch-grid {text!r}: expected ROWSxCOLS", None, "e.g. --patch-grid 3x3") from None
@@ -275,6 +284,9 @@ def _choose(graph: Graph, steps: list[Step], elem_bytes: int, budget: float, onl
         if only_prefix not in ends:
             make(graph, steps, only_prefix, only_grid or (2, 2))  # raises the diagnostic
         ends = [only_prefix]
+    if only_grid and ends and not any(_fits(only_grid, steps[p - 1].out_shape) for p in ends):
+        # a grid no prefix's map holds: say so (make's diagnostic, on the largest map) rather than "none"
+        make(graph, steps, max(ends, key=lambda p: steps[p - 1].out_shape.numel), only_grid)
     # Candidates are tried in the order of a bound below their arena (the most promising first),
     # so that the bound can skip the rest; the position in the plain order (prefix, then grid) breaks
     # ties as trying them in that order would. The bound: while the prefix runs, the whole input
