@@ -11,6 +11,7 @@ clamp it passes their rounding on), so an output-only scale would be stricter th
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -429,6 +430,22 @@ def test_host_program_top5_of_a_npy_batch(host_program, tmp_path):
     assert "1 image in" in _host(exe, tmp_path / "one.npy").stdout
     raw = _host(exe, "--raw", tmp_path / "x.npy")
     assert compare(np.array(raw.stdout.split(), dtype=np.float32), ref).ok
+
+
+def test_host_program_refuses_a_header_claiming_more_images_than_the_file_holds(host_program, tmp_path):
+    """A .npy header may claim any count (2^62 images here, whose byte size overflows a long): the
+    data is checked against it by division, and the file refused."""
+    g, _, outdir, x, _ = host_program
+    exe = c_target.build(outdir, "net", sanitize=True)  # UBSan: the count is never multiplied out
+    path = tmp_path / "huge.npy"
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False,
+                                                 "shape": (2 ** 62, *g.input_shape.chw)})
+        f.write(x[0].astype(np.float32).tobytes())
+    proc = subprocess.run([str(exe), str(path)], capture_output=True, text=True,
+                          env={**os.environ, "UBSAN_OPTIONS": "halt_on_error=1", "ASAN_OPTIONS": "detect_leaks=0"})
+    assert proc.returncode == 1 and "whose data does not match its header" in proc.stderr, proc.stderr
+    assert "runtime error" not in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("case", ["float64 npy", "float64 raw", "partial raw", "npy shape", "npy nhwc", "empty raw"])
